@@ -1,0 +1,44 @@
+# The book's two entry points, each with its own set-up (venv, pinned torch, data):
+#   make book   executes every chapter with papermill and renders the HTML into _build/html
+#   make test   runs the whole test suite (unit tests, papermill smoke runs, nbval, strict build)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHAPTERS := $(sort $(wildcard chapters/[0-9][0-9]_*.ipynb))
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup data book execute html test quick-test clean
+
+setup: $(VENV)/.installed data
+
+# torch and torchvision are pinned and installed first: a bare `torch` could pull a newer,
+# multi-GB build, and the companion's own lower bounds are then already met.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	touch $@
+
+# Fashion-MNIST comes from Debian's package on machines without internet.
+data: $(FASHION_MNIST)
+$(FASHION_MNIST):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist \
+	|| echo "WARNING: could not install dataset-fashion-mnist; Fashion-MNIST sections need it offline"
+
+book: execute html
+
+execute: setup
+	$(PY) -m companion.execute $(CHAPTERS)
+
+html: setup
+	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+quick-test: setup
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+clean:
+	rm -rf _build chapters/data chapters/results chapters/checkpoints

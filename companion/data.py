@@ -1,0 +1,285 @@
+"""Finding datasets offline or online, and cutting one-class splits out of them.
+
+Defined in chapter 01 (dataset subsets). Every later chapter loads its data through
+:func:`one_class_split`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import datasets, transforms
+
+from .errors import ConfigError, DatasetNotFoundError
+
+#: MNIST files shipped inside the package: the official test set and a 5,000-image training sample.
+SHIPPED_MNIST_DIR = Path(__file__).parent / "offline_data" / "mnist"
+#: Where Debian's ``dataset-fashion-mnist`` package puts the four official files.
+DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+_IDX_FILES = {  # torchvision's uncompressed raw name -> name of the compressed source file
+    "train-images-idx3-ubyte": "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte": "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte": "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte": "t10k-labels-idx1-ubyte.gz",
+}
+_SHIPPED_NAMES = {  # the shipped training sample has its own file names, so nobody mistakes it
+    "train-images-idx3-ubyte": "train-sample-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte": "train-sample-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte": "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the companion knows about one torchvision classification dataset."""
+
+    name: str
+    torchvision_class: type
+    raw_folder: str  # the folder torchvision expects under DATA_DIR
+    class_names: tuple[str, ...]
+    channels: int
+    full_train_size: int
+    how_to_get: str  # told to the reader when no source holds the data
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+DATASETS = {
+    "mnist": DatasetInfo(
+        "mnist", datasets.MNIST, "MNIST", tuple(str(d) for d in range(10)), 1, 60_000,
+        "run online with DOWNLOAD=True, or put torchvision's MNIST/raw files under DATA_DIR",
+    ),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", datasets.FashionMNIST, "FashionMNIST",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"), 1, 60_000,
+        "`apt-get install -y dataset-fashion-mnist` (Debian), or run online so torchvision "
+        "can download it",
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10", datasets.CIFAR10, "cifar-10-batches-py",
+        ("airplane", "automobile", "bird", "cat", "deer",
+         "dog", "frog", "horse", "ship", "truck"), 3, 50_000,
+        "run online so torchvision can download it, or put cifar-10-batches-py under DATA_DIR",
+    ),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Look up a dataset by name (``mnist``, ``fashion-mnist``, ``cifar10``); chapter 01."""
+    if not isinstance(name, str):
+        raise ConfigError(f"DATASET={name!r} is not a name; use one of {sorted(DATASETS)}")
+    key = name.strip().lower().replace("_", "-")
+    if key in DATASETS:
+        return DATASETS[key]
+    close = difflib.get_close_matches(key, DATASETS, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown DATASET={name!r}; known: {sorted(DATASETS)}.{hint}")
+
+
+def check_classes(info: DatasetInfo, classes, parameter: str) -> list[int]:
+    """Validate a list of class indices for ``info`` and return it as plain ints; chapter 01."""
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, (list, tuple)):
+        raise ConfigError(
+            f"{parameter}={classes!r} is not a list of classes; write e.g. [1]"
+            " (papermill: -y \"" + parameter + ": [1]\", since -p passes [1] as a string)"
+        )
+    if len(classes) == 0:
+        raise ConfigError(f"{parameter} is empty; name at least one class, e.g. [1]")
+    checked = []
+    for value in classes:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < info.num_classes:
+            raise ConfigError(
+                f"{parameter} contains {value!r}, but {info.name} has classes "
+                f"0..{info.num_classes - 1} ({', '.join(info.class_names)})"
+            )
+        if value in checked:
+            raise ConfigError(f"{parameter} lists class {value} twice: {classes!r}")
+        checked.append(value)
+    return checked
+
+
+def image_transform(channels: int = 1, value_range: str = "[-1, 1]"):
+    """ToTensor, then scale to ``value_range`` (``"[-1, 1]"`` or ``"[0, 1]"``); chapter 02."""
+    if value_range == "[0, 1]":
+        return transforms.ToTensor()
+    if value_range == "[-1, 1]":
+        return transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
+        )
+    raise ConfigError(f"value_range={value_range!r}; use '[-1, 1]' or '[0, 1]'")
+
+
+def _decompress_into(raw_dir: Path, sources: dict[str, Path]) -> None:
+    """Gunzip each source to ``raw_dir/name`` atomically, so an interrupted copy is never read."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name, source in sources.items():
+        target = raw_dir / name
+        if target.exists():
+            continue
+        with gzip.open(source, "rb") as src, tempfile.NamedTemporaryFile(
+            dir=raw_dir, delete=False
+        ) as tmp:
+            shutil.copyfileobj(src, tmp)
+        os.replace(tmp.name, target)
+
+
+def _try_load(info: DatasetInfo, root: Path, train: bool, transform, download: bool = False):
+    try:
+        return info.torchvision_class(root=str(root), train=train, transform=transform,
+                                      download=download)
+    except RuntimeError:  # torchvision's "Dataset not found or corrupted"
+        return None
+
+
+def load_dataset(name: str, train: bool, data_dir="data", transform=None,
+                 download_first: bool = False, verbose: bool = True):
+    """Load one split of a torchvision dataset, offline where possible; chapter 01.
+
+    Sources, in order: ``data_dir`` in torchvision's layout; the MNIST files shipped with the
+    companion; Debian's Fashion-MNIST; a torchvision download. ``download_first`` tries the
+    download before the offline copies (online readers who want the full MNIST training set).
+    Returns ``(dataset, source)`` where ``source`` says in words where the images came from.
+    """
+    info = dataset_info(name)
+    data_dir = Path(data_dir)
+    split = "train" if train else "test"
+    offline = []  # (description, root, files to decompress into root/raw_folder/raw)
+    if info.name == "mnist":
+        offline.append(("the MNIST files shipped with the companion", data_dir / "offline-copies",
+                        {raw: SHIPPED_MNIST_DIR / gz for raw, gz in _SHIPPED_NAMES.items()}))
+    if info.name == "fashion-mnist":
+        offline.append((f"Debian's dataset-fashion-mnist ({DEBIAN_FASHION_MNIST_DIR})",
+                        data_dir / "debian-copies",
+                        {raw: DEBIAN_FASHION_MNIST_DIR / gz for raw, gz in _IDX_FILES.items()}))
+
+    def from_download():
+        try:
+            return _try_load(info, data_dir, train, transform, download=True)
+        except Exception:  # no network: urllib raises many kinds; the error below says what to do
+            return None
+
+    attempts = [(f"DATA_DIR={str(data_dir)!r}", lambda: _try_load(info, data_dir, train, transform))]
+    for description, root, files in offline:
+        def from_copy(root=root, files=files):
+            if not all(path.exists() for path in files.values()):
+                return None
+            _decompress_into(root / info.raw_folder / "raw", files)
+            return _try_load(info, root, train, transform)
+        attempts.append((description, from_copy))
+    download = ("a torchvision download into DATA_DIR", from_download)
+    attempts.insert(1, download) if download_first else attempts.append(download)
+
+    for description, attempt in attempts:
+        dataset = attempt()
+        if dataset is not None:
+            if verbose:
+                print(f"{info.name} {split} split: {len(dataset):,} images from {description}")
+            if train and verbose and len(dataset) < info.full_train_size:
+                print(f"NOTE: this is a {len(dataset):,}-image sample of the {info.name} training "
+                      f"set, not the full {info.full_train_size:,}; every size and score below "
+                      f"is for the sample.")
+            return dataset, description
+    looked = "; ".join(description for description, _ in attempts)
+    raise DatasetNotFoundError(
+        f"{info.name} ({split} split) not found. Looked in: {looked}. To get it: {info.how_to_get}."
+    )
+
+
+class ClassSubset(Dataset):
+    """The items of ``dataset`` whose class is in ``normal_classes`` or ``anomaly_classes``.
+
+    Defined in chapter 01. Selection is one vectorised boolean mask over ``dataset.targets``.
+    Each item is ``(image, original class, anomaly label)``, the label 1 for anomaly classes.
+    """
+
+    def __init__(self, dataset, normal_classes, anomaly_classes=()):
+        targets = torch.as_tensor(dataset.targets)
+        anomalies = torch.as_tensor(list(anomaly_classes), dtype=targets.dtype)
+        wanted = torch.as_tensor(list(normal_classes) + list(anomaly_classes), dtype=targets.dtype)
+        self.dataset = dataset
+        self.indices = torch.isin(targets, wanted).nonzero().flatten()
+        self.targets = targets[self.indices]
+        self.anomaly_labels = torch.isin(self.targets, anomalies).long()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        image, _ = self.dataset[int(self.indices[i])]
+        return image, int(self.targets[i]), int(self.anomaly_labels[i])
+
+    def class_counts(self) -> dict[int, int]:
+        """Number of items per original class, in class order."""
+        classes, counts = torch.unique(self.targets, return_counts=True)
+        return {int(c): int(n) for c, n in zip(classes, counts)}
+
+
+@dataclass
+class OneClassSplit:
+    """Training set of normal classes; test set of normal plus anomaly classes. Chapter 01."""
+
+    info: DatasetInfo
+    normal_classes: list[int]
+    anomaly_classes: list[int]
+    train: ClassSubset
+    test: ClassSubset
+    train_source: str
+    test_source: str
+
+    def describe(self) -> dict:
+        """Plain facts for a results file: dataset, classes, sizes, sources."""
+        return {
+            "dataset": self.info.name,
+            "normal_classes": self.normal_classes,
+            "anomaly_classes": self.anomaly_classes,
+            "train_size": len(self.train),
+            "test_size": len(self.test),
+            "test_anomalies": int(self.test.anomaly_labels.sum()),
+            "train_source": self.train_source,
+            "test_source": self.test_source,
+            "train_split_size": len(self.train.dataset),
+        }
+
+
+def one_class_split(dataset: str, normal_classes, anomaly_classes=None, data_dir="data",
+                    transform=None, download_first: bool = False,
+                    verbose: bool = True) -> OneClassSplit:
+    """Cut a one-class split out of a torchvision dataset; chapter 01.
+
+    ``anomaly_classes=None`` means every class that is not normal. ``transform`` defaults to
+    :func:`image_transform` with values in [-1, 1].
+    """
+    info = dataset_info(dataset)
+    normal = check_classes(info, normal_classes, "NORMAL_CLASSES")
+    if anomaly_classes is None:
+        anomaly = [c for c in range(info.num_classes) if c not in normal]
+        if not anomaly:
+            raise ConfigError(f"NORMAL_CLASSES={normal} leaves no class to be an anomaly")
+    else:
+        anomaly = check_classes(info, anomaly_classes, "ANOMALY_CLASSES")
+    overlap = sorted(set(normal) & set(anomaly))
+    if overlap:
+        raise ConfigError(
+            f"classes {overlap} are both in NORMAL_CLASSES={normal} and ANOMALY_CLASSES={anomaly};"
+            " a class is either normal or an anomaly"
+        )
+    transform = transform if transform is not None else image_transform(info.channels)
+    train_data, train_source = load_dataset(info.name, True, data_dir, transform, download_first,
+                                            verbose)
+    test_data, test_source = load_dataset(info.name, False, data_dir, transform, download_first,
+                                          verbose)
+    return OneClassSplit(info, normal, anomaly, ClassSubset(train_data, normal),
+                         ClassSubset(test_data, normal, anomaly), train_source, test_source)

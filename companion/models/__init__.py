@@ -1,0 +1,5 @@
+"""One module per model: the network, its training loss and its anomaly map together."""
+
+from .dense_ae import DenseAutoencoder
+
+__all__ = ["DenseAutoencoder"]

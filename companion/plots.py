@@ -1,0 +1,103 @@
+"""The book's figures: image grids, reconstructions, losses, score histograms, ROC curves.
+
+Defined in chapters 01 and 02. Each function draws one titled, labelled figure and returns it.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.metrics import roc_curve
+from torchvision.utils import make_grid
+
+
+def to_display(images: torch.Tensor) -> torch.Tensor:
+    """Map images in [-1, 1] (or [0, 1]) to [0, 1] for display."""
+    return (images + 1) / 2 if images.min() < 0 else images
+
+
+def show_images(images: torch.Tensor, title: str, nrow: int = 8, labels=None):
+    """A grid of images (the seeds' ``imshow``), optionally with one label per image."""
+    grid = make_grid(to_display(images.detach().cpu()), nrow=nrow, padding=2, pad_value=1.0)
+    fig, ax = plt.subplots(figsize=(nrow * 0.8, (len(images) + nrow - 1) // nrow * 0.8 + 0.5))
+    ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy(), cmap="gray")
+    ax.set_title(title)
+    ax.axis("off")
+    if labels is not None:
+        size = images.shape[-1] + 2
+        for i, label in enumerate(labels):
+            ax.text((i % nrow) * size + 3, (i // nrow) * size + 9, str(label), color="red",
+                    fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reconstructions(inputs, outputs, scores, title: str, score_name: str = "score"):
+    """Rows: input, reconstruction, difference image; the score above each column (seed 001)."""
+    inputs, outputs = to_display(inputs.detach().cpu()), to_display(outputs.detach().cpu())
+    difference = (inputs - outputs).abs().sum(dim=1)
+    n = len(inputs)
+    fig, axes = plt.subplots(3, n, figsize=(1.2 * n, 4.2), squeeze=False)
+    rows = [("input", inputs.mean(dim=1), "gray"), ("reconstruction", outputs.mean(dim=1), "gray"),
+            ("|difference|", difference, "inferno")]
+    for r, (name, images, cmap) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(images[c].numpy(), cmap=cmap, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+            if r == 0:
+                ax.set_title(f"{score_name}\n{scores[c]:.1f}", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss(history, title: str = "Training loss", ylabel: str = "mean squared error"):
+    """Loss per epoch; ``history`` is a list or a dict of named lists."""
+    curves = history if isinstance(history, dict) else {"training": history}
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, values in curves.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_histogram(scores, classes, class_names, title: str, xlabel: str = "anomaly score"):
+    """Histogram of scores, one colour per original class."""
+    scores, classes = np.asarray(scores), np.asarray(classes)
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    bins = np.histogram_bin_edges(scores, bins=40)
+    for c in np.unique(classes):
+        ax.hist(scores[classes == c], bins=bins, alpha=0.6, label=f"class {class_names[c]}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("number of test images")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc(labels, scores_by_name: dict, title: str = "ROC curve"):
+    """ROC curves, one per named score array, with AUROC in the legend."""
+    from .scores import detection_metrics
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    for name, scores in scores_by_name.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        auroc = detection_metrics(labels, scores)["auroc"]
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {auroc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="chance")
+    ax.set_xlabel("false-positive rate (normal flagged)")
+    ax.set_ylabel("true-positive rate (anomalies caught)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
