@@ -6,11 +6,10 @@ Defined in chapter 01 (dataset subsets). Every later chapter loads its data thro
 
 from __future__ import annotations
 
+import copy
 import difflib
 import gzip
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
 from .errors import ConfigError, DatasetNotFoundError
+from .files import atomic_path
 
 #: MNIST files shipped inside the package: the official test set and a 5,000-image training sample.
 SHIPPED_MNIST_DIR = Path(__file__).parent / "offline_data" / "mnist"
@@ -124,16 +124,16 @@ def image_transform(channels: int = 1, value_range: str = "[-1, 1]"):
 
 def _decompress_into(raw_dir: Path, sources: dict[str, Path]) -> None:
     """Gunzip each source to ``raw_dir/name`` atomically, so an interrupted copy is never read."""
-    raw_dir.mkdir(parents=True, exist_ok=True)
     for name, source in sources.items():
         target = raw_dir / name
         if target.exists():
             continue
-        with gzip.open(source, "rb") as src, tempfile.NamedTemporaryFile(
-            dir=raw_dir, delete=False
-        ) as tmp:
-            shutil.copyfileobj(src, tmp)
-        os.replace(tmp.name, target)
+        try:
+            with gzip.open(source, "rb") as src, atomic_path(target) as tmp, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (OSError, EOFError) as error:
+            raise DatasetNotFoundError(f"{source} is unreadable ({error}); reinstall or "
+                                       "re-download it") from None
 
 
 def _try_load(info: DatasetInfo, root: Path, train: bool, transform, download: bool = False):
@@ -206,13 +206,32 @@ class ClassSubset(Dataset):
     """
 
     def __init__(self, dataset, normal_classes, anomaly_classes=()):
+        normal_classes, anomaly_classes = list(normal_classes), list(anomaly_classes)
         targets = torch.as_tensor(dataset.targets)
-        anomalies = torch.as_tensor(list(anomaly_classes), dtype=targets.dtype)
-        wanted = torch.as_tensor(list(normal_classes) + list(anomaly_classes), dtype=targets.dtype)
+        anomalies = torch.as_tensor(anomaly_classes, dtype=targets.dtype)
+        wanted = torch.as_tensor(normal_classes + anomaly_classes, dtype=targets.dtype)
         self.dataset = dataset
         self.indices = torch.isin(targets, wanted).nonzero().flatten()
         self.targets = targets[self.indices]
         self.anomaly_labels = torch.isin(self.targets, anomalies).long()
+
+    def partition(self, fraction: float, seed: int = 0):
+        """Split into two disjoint subsets, the second holding ``fraction`` of the items at random.
+
+        Used to hold out normal training images for validation (chapter 04).
+        """
+        if not 0 < fraction < 1:
+            raise ConfigError(f"VAL_FRACTION={fraction!r}; use a number between 0 and 1, e.g. 0.2")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        cut = len(self) - round(fraction * len(self))
+        parts = []
+        for positions in (order[:cut].sort().values, order[cut:].sort().values):
+            part = copy.copy(self)
+            part.indices = self.indices[positions]
+            part.targets = self.targets[positions]
+            part.anomaly_labels = self.anomaly_labels[positions]
+            parts.append(part)
+        return tuple(parts)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -238,6 +257,7 @@ class OneClassSplit:
     test: ClassSubset
     train_source: str
     test_source: str
+    val: ClassSubset | None = None  # normal images held out of training, if asked for
 
     def describe(self) -> dict:
         """Plain facts for a results file: dataset, classes, sizes, sources."""
@@ -251,16 +271,18 @@ class OneClassSplit:
             "train_source": self.train_source,
             "test_source": self.test_source,
             "train_split_size": len(self.train.dataset),
+            "val_size": len(self.val) if self.val is not None else 0,
         }
 
 
 def one_class_split(dataset: str, normal_classes, anomaly_classes=None, data_dir="data",
-                    transform=None, download_first: bool = False,
-                    verbose: bool = True) -> OneClassSplit:
+                    transform=None, download_first: bool = False, verbose: bool = True,
+                    val_fraction: float = 0.0, seed: int = 0) -> OneClassSplit:
     """Cut a one-class split out of a torchvision dataset; chapter 01.
 
     ``anomaly_classes=None`` means every class that is not normal. ``transform`` defaults to
-    :func:`image_transform` with values in [-1, 1].
+    :func:`image_transform` with values in [-1, 1]. ``val_fraction`` > 0 holds that share of
+    the normal training images out as ``split.val`` (chosen at random by ``seed``; chapter 04).
     """
     info = dataset_info(dataset)
     normal = check_classes(info, normal_classes, "NORMAL_CLASSES")
@@ -281,5 +303,8 @@ def one_class_split(dataset: str, normal_classes, anomaly_classes=None, data_dir
                                             verbose)
     test_data, test_source = load_dataset(info.name, False, data_dir, transform, download_first,
                                           verbose)
-    return OneClassSplit(info, normal, anomaly, ClassSubset(train_data, normal),
-                         ClassSubset(test_data, normal, anomaly), train_source, test_source)
+    train, val = ClassSubset(train_data, normal), None
+    if val_fraction:
+        train, val = train.partition(val_fraction, seed)
+    return OneClassSplit(info, normal, anomaly, train, ClassSubset(test_data, normal, anomaly),
+                         train_source, test_source, val)

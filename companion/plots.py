@@ -101,3 +101,25 @@ def plot_roc(labels, scores_by_name: dict, title: str = "ROC curve"):
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_heatmap_overlay(inputs, maps, title: str, captions=None, map_label: str = "|x - x̂|"):
+    """Each input in grey with its anomaly map laid over it in colour; chapter 03.
+
+    ``maps`` has shape (N, H, W); one colour scale for all images, so they can be compared.
+    """
+    inputs = to_display(inputs.detach().cpu()).mean(dim=1)
+    maps = maps.detach().cpu()
+    n = len(inputs)
+    fig, axes = plt.subplots(1, n, figsize=(1.25 * n + 0.8, 1.9), squeeze=False)
+    vmax = float(maps.max())
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(inputs[i].numpy(), cmap="gray", vmin=0, vmax=1)
+        overlay = ax.imshow(maps[i].numpy(), cmap="inferno", alpha=0.55, vmin=0, vmax=vmax)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if captions is not None:
+            ax.set_title(str(captions[i]), fontsize=8)
+    fig.colorbar(overlay, ax=axes[0].tolist(), shrink=0.8, label=map_label)
+    fig.suptitle(title, fontsize=10)
+    return fig

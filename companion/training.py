@@ -6,6 +6,7 @@ Defined in chapter 02 (dense autoencoder); every later model trains with :func:`
 from __future__ import annotations
 
 import random
+import re
 import time
 
 import numpy as np
@@ -33,7 +34,7 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name.startswith("cuda"):
+    if re.fullmatch(r"cuda(:\d+)?", name):
         if not torch.cuda.is_available():
             raise DeviceError(f"DEVICE={device!r} but this machine has no CUDA GPU that PyTorch "
                               "can use; set DEVICE='auto' or 'cpu'")

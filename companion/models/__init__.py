@@ -1,5 +1,6 @@
 """One module per model: the network, its training loss and its anomaly map together."""
 
+from .conv_ae import ConvAutoencoder
 from .dense_ae import DenseAutoencoder
 
-__all__ = ["DenseAutoencoder"]
+__all__ = ["ConvAutoencoder", "DenseAutoencoder"]
