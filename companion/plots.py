@@ -123,3 +123,23 @@ def plot_heatmap_overlay(inputs, maps, title: str, captions=None, map_label: str
     fig.colorbar(overlay, ax=axes[0].tolist(), shrink=0.8, label=map_label)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def plot_precision_recall(labels, scores_by_name: dict, title: str = "Precision-recall curve"):
+    """Precision-recall curves with average precision in the legend; chapter 04."""
+    from sklearn.metrics import precision_recall_curve
+
+    from .scores import detection_metrics
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    for name, scores in scores_by_name.items():
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        ap = detection_metrics(labels, scores)["average_precision"]
+        ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
+    ax.axhline(np.mean(labels), color="grey", linestyle="--", label="chance (share of anomalies)")
+    ax.set_xlabel("recall (anomalies caught)")
+    ax.set_ylabel("precision (flagged that are anomalies)")
+    ax.set_title(title)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig

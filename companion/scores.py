@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
+from torchmetrics.functional.image import structural_similarity_index_measure
+from torchvision.transforms.functional import gaussian_blur
 
 
 def l1_sum(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
@@ -22,7 +24,31 @@ def mse(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     return ((x - reconstruction) ** 2).flatten(1).mean(dim=1)
 
 
-SCORE_FUNCTIONS = {"l1_sum": l1_sum, "mse": mse}
+def blurred_max(x: torch.Tensor, reconstruction: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Maximum of the Gaussian-blurred difference map: one strong local defect, not total ink.
+
+    Defined in chapter 04. The blur makes a single noisy pixel count less than a patch.
+    """
+    difference = (x - reconstruction).abs().sum(dim=1, keepdim=True)
+    kernel = 2 * round(3 * sigma) + 1
+    return gaussian_blur(difference, [kernel, kernel], [sigma, sigma]).flatten(1).amax(dim=1)
+
+
+def one_minus_ssim(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM (torchmetrics) between image and reconstruction, so higher = more anomalous.
+
+    Defined in chapter 04. SSIM compares local means, contrasts and structure rather than
+    pixels one by one. Images are mapped to [0, 1] first.
+    """
+    low = min(float(x.min()), 0.0)
+    high = 1.0 if low == 0.0 else 2.0  # [0, 1] or [-1, 1] inputs
+    similarity = structural_similarity_index_measure(
+        (reconstruction - low).clamp(0, high), x - low, data_range=high, reduction="none")
+    return 1 - similarity
+
+
+SCORE_FUNCTIONS = {"l1_sum": l1_sum, "mse": mse, "blurred_max": blurred_max,
+                   "1-ssim": one_minus_ssim}
 
 
 @dataclass

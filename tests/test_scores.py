@@ -10,8 +10,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from companion import make_loader
-from companion.scores import (SCORE_FUNCTIONS, Reconstructions, detection_metrics, l1_sum,
-                              metrics_by_anomaly_class, mse, reconstruct)
+from companion.scores import (SCORE_FUNCTIONS, Reconstructions, blurred_max, detection_metrics,
+                              l1_sum, metrics_by_anomaly_class, mse, one_minus_ssim, reconstruct)
 
 
 class Lambda(nn.Module):
@@ -68,7 +68,7 @@ def test_reconstructions_scores_use_the_named_function(known_pair):
     results = Reconstructions(x, reconstruction, np.array([1, 8]), np.array([0, 1]))
     np.testing.assert_allclose(results.scores(), [10.0, 1.5])
     np.testing.assert_allclose(results.scores("mse"), [7.5, 0.1875])
-    assert set(SCORE_FUNCTIONS) == {"l1_sum", "mse"}
+    assert set(SCORE_FUNCTIONS) == {"l1_sum", "mse", "blurred_max", "1-ssim"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,3 +190,25 @@ def test_metrics_by_anomaly_class_with_several_normal_classes():
     assert list(by_class) == [5, 7]
     assert by_class[5]["auroc"] == 0.0
     assert by_class[7]["auroc"] == pytest.approx(7 / 8)  # 0.35 loses to 0.4 only
+
+
+def test_blurred_max_prefers_one_strong_patch_to_thin_noise_of_the_same_total():
+    x = torch.zeros(2, 1, 28, 28)
+    reconstruction = x.clone()
+    reconstruction[0, 0, 10:14, 10:14] = 1.0  # a 4x4 patch: total 16
+    reconstruction[1, 0] = 16.0 / 784  # the same total, spread over every pixel
+    np.testing.assert_allclose(l1_sum(x, reconstruction), [16.0, 16.0], rtol=1e-5)
+    patch, spread = blurred_max(x, reconstruction).tolist()
+    assert patch > 10 * spread
+    assert blurred_max(x, x).tolist() == [0.0, 0.0]
+
+
+def test_one_minus_ssim_is_zero_for_a_perfect_copy_and_grows_with_damage():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 28, 28, generator=generator) * 2 - 1  # images in [-1, 1]
+    damaged = x.clone()
+    damaged[1, 0, 8:20, 8:20] = -1.0
+    damaged[2] = -x[2]
+    scores = one_minus_ssim(x, damaged)
+    assert scores[0].item() == pytest.approx(0.0, abs=1e-5)
+    assert 0 < scores[1].item() < scores[2].item()
