@@ -143,3 +143,24 @@ def plot_precision_recall(labels, scores_by_name: dict, title: str = "Precision-
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_noisy_reconstructions(clean, noisy, reconstructed, captions, title: str):
+    """Rows: clean input, noisy input, reconstruction of the noisy input; chapter 05 (ALOCC)."""
+    n = len(clean)
+    fig, axes = plt.subplots(3, n, figsize=(1.1 * n, 3.8), squeeze=False)
+    rows = [("clean x", clean), ("noisy x̃", noisy), ("R(x̃)", reconstructed)]
+    for r, (name, images) in enumerate(rows):
+        images = to_display(images.detach().cpu()).mean(dim=1)
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(images[c].numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+            if r == 0:
+                ax.set_title(str(captions[c]), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
