@@ -224,14 +224,20 @@ class ClassSubset(Dataset):
             raise ConfigError(f"VAL_FRACTION={fraction!r}; use a number between 0 and 1, e.g. 0.2")
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         cut = len(self) - round(fraction * len(self))
-        parts = []
-        for positions in (order[:cut].sort().values, order[cut:].sort().values):
-            part = copy.copy(self)
-            part.indices = self.indices[positions]
-            part.targets = self.targets[positions]
-            part.anomaly_labels = self.anomaly_labels[positions]
-            parts.append(part)
-        return tuple(parts)
+        return self._select(order[:cut]), self._select(order[cut:])
+
+    def sample(self, size: int, seed: int = 0):
+        """``size`` items chosen at random (all of them if there are fewer); chapter 07."""
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return self._select(order[:size])
+
+    def _select(self, positions: torch.Tensor):
+        part = copy.copy(self)
+        positions = positions.sort().values  # keep the dataset's order
+        part.indices = self.indices[positions]
+        part.targets = self.targets[positions]
+        part.anomaly_labels = self.anomaly_labels[positions]
+        return part
 
     def __len__(self) -> int:
         return len(self.indices)
