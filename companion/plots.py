@@ -164,3 +164,35 @@ def plot_noisy_reconstructions(clean, noisy, reconstructed, captions, title: str
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_map_rows(inputs, rows: dict, title: str, captions=None):
+    """The inputs in the top row, then one row per entry of ``rows``; chapter 06.
+
+    ``rows`` maps a row name to images (N, C, H, W), drawn in grey, or to anomaly maps
+    (N, H, W), drawn in colour on one scale per row with its own colour bar, so the methods can
+    be compared image by image and each row's maps against each other.
+    """
+    inputs = to_display(torch.as_tensor(inputs).detach().cpu()).mean(dim=1)
+    n = len(inputs)
+    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(1.1 * n + 1.6, 1.2 * (len(rows) + 1) + 0.5),
+                             squeeze=False)
+    named_rows = [("input", inputs, "gray")] + [
+        (name, torch.as_tensor(values).detach().cpu(), None) for name, values in rows.items()]
+    for row_axes, (name, values, cmap) in zip(axes, named_rows):
+        is_map = cmap is None and values.dim() == 3
+        if not is_map and values.dim() == 4:
+            values = to_display(values).mean(dim=1)
+        vmax = float(values.max()) if is_map else 1.0
+        for i, ax in enumerate(row_axes):
+            image = ax.imshow(values[i].numpy(), cmap="inferno" if is_map else "gray", vmin=0,
+                              vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if captions is not None and name == "input":
+                ax.set_title(str(captions[i]), fontsize=8)
+        row_axes[0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+        if is_map:
+            fig.colorbar(image, ax=row_axes.tolist(), shrink=0.8, pad=0.01)
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -1,7 +1,10 @@
 """One module per model: the network, its training loss and its anomaly map together."""
 
 from .alocc import Discriminator, Reconstructor
+from .ano_unet import UNet
 from .conv_ae import ConvAutoencoder
 from .dense_ae import DenseAutoencoder
+from .fnet import FeatureNet
 
-__all__ = ["ConvAutoencoder", "DenseAutoencoder", "Discriminator", "Reconstructor"]
+__all__ = ["ConvAutoencoder", "DenseAutoencoder", "Discriminator", "FeatureNet", "Reconstructor",
+           "UNet"]

@@ -1,0 +1,188 @@
+"""The f-Net of Ano-Unet: a feature extractor trained by metric learning; chapter 06.
+
+Ano-Unet (seed 003) needs a frozen network f that maps an image to a feature vector in which
+normal images lie close together. The seed fine-tunes an ImageNet MobileNetV2 with the
+L2-softmax loss (Ranjan et al., 2017). The book runs offline, where no pretrained weights can be
+downloaded, and its images are 28x28, so :class:`FeatureNet` is a small CNN trained from scratch
+with the same loss on labelled reference images (the normal class and other classes, never the
+anomaly classes under test).
+
+Images are in [0, 1], as for ALOCC in chapter 05: use ``image_transform(1, "[0, 1]")``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+
+
+def _check_positive_int(value, parameter: str, example: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{parameter}={value!r}; use a positive integer such as {example}")
+
+
+def _check_positive_number(value, parameter: str, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigError(f"{parameter}={value!r}; use a positive number such as {example}")
+
+
+def check_centre(net: FeatureNet, centre) -> None:
+    """Raise a one-line error unless ``centre`` is a C of ``net``'s features.
+
+    Defined in chapter 06: a C computed with another f-Net, of another size, fails here and
+    not deep inside a subtraction.
+    """
+    if not torch.is_tensor(centre) or tuple(centre.shape) != (net.feature_dim,):
+        raise ConfigError(f"centre of shape {tuple(getattr(centre, 'shape', ()))}, but the f-Net "
+                          f"has feature_dim={net.feature_dim}; compute C with "
+                          "feature_centre(fnet, normal_loader)")
+
+
+class FeatureNet(nn.Module):
+    """f: three convolution stages, global average pooling, a linear layer; chapter 06.
+
+    :meth:`features` is f itself: the backbone's vector L2-normalised and scaled to length
+    ``alpha``. :meth:`forward`, used only in training, puts a linear classifier on top: the
+    L2-constrained softmax of Ranjan et al. (2017). With every feature the same length, the
+    classifier can separate classes by direction alone, so cross-entropy pulls each class into a
+    tight cone: the metric learning that Ano-Unet relies on. There is no BatchNorm, so an image's
+    feature never depends on the other images of its batch.
+    """
+
+    def __init__(self, channels: int = 1, num_classes: int = 9, feature_dim: int = 32,
+                 alpha: float = 16.0, base_channels: int = 16):
+        super().__init__()
+        _check_positive_int(channels, "channels", 1)
+        _check_positive_int(feature_dim, "FEATURE_DIM", 32)
+        _check_positive_int(base_channels, "FNET_CHANNELS", 16)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ConfigError(f"num_classes={num_classes!r}; metric learning needs at least 2 "
+                              "reference classes to tell apart")
+        _check_positive_number(alpha, "ALPHA", "16")
+        c = base_channels
+        self.channels = channels
+        self.num_classes = num_classes
+        self.feature_dim = feature_dim
+        self.alpha = float(alpha)
+        self.backbone = nn.Sequential(
+            nn.Conv2d(channels, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),       # 28 -> 14
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),          # 14 -> 7
+            nn.Conv2d(2 * c, 4 * c, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(4 * c, feature_dim),
+        )
+        self.classifier = nn.Linear(feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x): each image's feature, of L2 norm ``alpha``, shape (N, feature_dim)."""
+        return self.alpha * F.normalize(self.backbone(x), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of f(x) (the L2-softmax), shape (N, num_classes)."""
+        return self.classifier(self.features(x))
+
+
+def class_targets(labels, classes) -> torch.Tensor:
+    """Map class ids to logit indices: ``classes[k]`` becomes ``k``.
+
+    Defined in chapter 06. The reference images keep their dataset's class ids (say MNIST
+    digits 0-7 and 9 when 8 is the anomaly); the logits are numbered 0..K-1 in the order of
+    ``classes``. A label missing from ``classes`` is an error, not a silent class 0.
+    """
+    classes = [int(c) for c in classes]
+    labels = torch.as_tensor(labels).long()
+    matches = labels[:, None] == torch.tensor(classes)[None, :]  # (N, K), one True per known label
+    known = matches.any(dim=1)
+    if not known.all():
+        raise ConfigError(f"the loader yields class {int(labels[~known][0])}, which is not in "
+                          f"classes={classes}; list every reference class the loader holds")
+    return matches.long().argmax(dim=1)
+
+
+def train_fnet(net: FeatureNet, loader, num_epochs: int, lr: float = 1e-3, device="cpu",
+               classes=None, progress: bool = True) -> dict:
+    """Train f by cross-entropy on its L2-softmax logits, with Adam.
+
+    Defined in chapter 06. ``loader`` yields ``(images, class ids, ...)`` of labelled reference
+    images. ``classes`` lists the class ids in logit order (see :func:`class_targets`);
+    ``None`` takes the loader's own class ids, sorted, so any labelled dataset will do. Returns
+    ``{"loss": [...], "accuracy": [...], "classes": [...], "seconds": s}`` with the mean loss
+    and training accuracy per epoch. The net ends in eval mode.
+    """
+    _check_positive_int(num_epochs, "FNET_EPOCHS", 5)
+    _check_positive_number(lr, "FNET_LR", "1e-3")
+    if classes is None:
+        classes = torch.unique(torch.cat([torch.as_tensor(labels) for _, labels, *_ in loader]))
+    classes = [int(c) for c in classes]
+    if len(classes) != net.num_classes or len(set(classes)) != len(classes):
+        raise ConfigError(f"classes={classes}: the FeatureNet has num_classes={net.num_classes}, "
+                          "so list that many distinct class ids, one per logit")
+    device = torch.device(device)
+    net.to(device).train().requires_grad_(True)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    history = {"loss": [], "accuracy": [], "classes": classes}
+    start = time.perf_counter()
+    for _ in tqdm(range(num_epochs), desc="f-Net epochs", disable=not progress):
+        total, correct, count = 0.0, 0, 0
+        for images, labels, *_ in loader:
+            images, targets = images.to(device), class_targets(labels, classes).to(device)
+            logits = net(images)
+            loss = F.cross_entropy(logits, targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(images)
+            correct += int((logits.argmax(dim=1) == targets).sum())
+            count += len(images)
+        history["loss"].append(total / count)
+        history["accuracy"].append(correct / count)
+    net.eval()
+    history["seconds"] = time.perf_counter() - start
+    return history
+
+
+def feature_distance(net: FeatureNet, images: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """Σ|f(x) − C| per image: the L1 distance of each feature to the centre.
+
+    Defined in chapter 06; it is Ano-Unet's L_C when ``images`` are the U-Net's outputs.
+    """
+    return (net.features(images) - centre).abs().sum(dim=1)
+
+
+@torch.no_grad()
+def feature_centre(net: FeatureNet, loader, device="cpu") -> torch.Tensor:
+    """C: the mean of f over the (normal) images of ``loader``, shape (feature_dim,).
+
+    Defined in chapter 06. The mean of vectors of length ``alpha`` is shorter than ``alpha``;
+    it is kept as it is, as the point the normal images' features are closest to on average.
+    """
+    net.to(device).eval()
+    total, count = 0.0, 0
+    for images, *_ in loader:
+        total = total + net.features(images.to(device)).sum(dim=0)
+        count += len(images)
+    if count == 0:
+        raise ConfigError("the loader for the centre C is empty; give it the normal training images")
+    return total / count
+
+
+@torch.no_grad()
+def centre_distance_scores(net: FeatureNet, centre: torch.Tensor, loader, device="cpu") -> np.ndarray:
+    """Σ|f(x) − C| of every image of ``loader``, higher = more anomalous.
+
+    Defined in chapter 06. A detector on its own, without any U-Net: the DOC-style score that
+    the seed uses to pick the images worth visualising.
+    """
+    check_centre(net, centre)
+    net.to(device).eval()
+    centre = centre.to(device)
+    return torch.cat([feature_distance(net, images.to(device), centre).cpu()
+                      for images, *_ in loader]).numpy()

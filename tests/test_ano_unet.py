@@ -1,0 +1,252 @@
+"""Ano-Unet (chapter 06): the f-Net, its centre, and per-image U-Nets batched or one by one."""
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from companion.errors import ConfigError
+from companion.plots import plot_map_rows
+from companion.profiling import PeakMemory
+from companion.models import ano_unet, fnet as fnet_module
+from companion.models.ano_unet import (DEFAULT_MEMORY_BUDGET_BYTES, UNet, ano_unet_scores,
+                                       bytes_per_image, images_per_chunk, initial_unet,
+                                       optimise_batched, optimise_one_by_one)
+from companion.models.fnet import (FeatureNet, centre_distance_scores, class_targets,
+                                   feature_centre, train_fnet)
+from companion.training import make_loader
+
+
+def bars(n, vertical, seed=0):
+    """Images in [0, 1] with one bar, vertical or horizontal, at a random position."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.zeros(n, 1, 28, 28)
+    for image, position in zip(images, torch.randint(6, 20, (n,), generator=generator)):
+        if vertical:
+            image[:, 4:24, position:position + 3] = 1.0
+        else:
+            image[:, position:position + 3, 4:24] = 1.0
+    return images
+
+
+def labelled(images, classes):
+    return TensorDataset(images, torch.as_tensor(classes), torch.zeros(len(images), dtype=torch.long))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """An f-Net taught vertical bars (class 3) from horizontal ones (class 7); C of vertical bars.
+
+    Unlike a chapter, the reference set holds the anomaly class: these tests check the plumbing
+    (remapped ids, C, score direction), not how far f generalises to unseen classes.
+    """
+    torch.manual_seed(0)
+    net = FeatureNet(num_classes=2, feature_dim=8, base_channels=8)
+    reference = labelled(torch.cat([bars(48, True), bars(48, False)]), [3] * 48 + [7] * 48)
+    history = train_fnet(net, make_loader(reference, 16, shuffle=True), 6, lr=3e-3, progress=False)
+    centre = feature_centre(net, make_loader(labelled(bars(32, True, seed=1), [3] * 32), 8))
+    return net, centre, history
+
+
+@pytest.fixture
+def untrained():
+    torch.manual_seed(0)
+    net = FeatureNet(num_classes=3, feature_dim=8, base_channels=4)
+    return net, net.features(torch.rand(4, 1, 28, 28)).mean(dim=0).detach()
+
+
+def test_fnet_shapes_and_features_of_length_alpha():
+    net = FeatureNet(channels=3, num_classes=5, feature_dim=12, alpha=7.0)
+    x = torch.rand(6, 3, 28, 28)
+    features = net.features(x)
+    assert net(x).shape == (6, 5) and features.shape == (6, 12)
+    assert torch.allclose(features.norm(dim=1), torch.full((6,), 7.0))
+    assert torch.allclose(net(x), net.classifier(features))  # the logits see alpha * unit feature
+
+
+def test_training_lowers_the_loss_and_remaps_class_ids(trained):
+    _, _, history = trained
+    assert history["classes"] == [3, 7]  # ids 3 and 7 became logits 0 and 1
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert history["accuracy"][-1] > 0.9
+
+
+def test_class_targets_maps_ids_and_rejects_unknown_ones():
+    assert class_targets(torch.tensor([9, 2, 9, 5]), [2, 5, 9]).tolist() == [2, 0, 2, 1]
+    with pytest.raises(ConfigError, match="class 4"):
+        class_targets(torch.tensor([2, 4]), [2, 5, 9])
+
+
+def test_centre_is_the_mean_feature_and_distance_flags_the_other_orientation(trained):
+    net, centre, _ = trained
+    normal = bars(32, True, seed=1)
+    assert centre.shape == (8,)
+    assert torch.allclose(centre, net.features(normal).mean(dim=0), atol=1e-5)
+    test = labelled(torch.cat([bars(8, True, seed=2), bars(8, False, seed=2)]), [0] * 16)
+    scores = centre_distance_scores(net, centre, make_loader(test, 5))
+    assert scores.shape == (16,)
+    assert scores[8:].min() > scores[:8].max()
+
+
+def test_batched_equals_one_by_one(untrained):
+    net, centre = untrained
+    x = torch.rand(3, 1, 28, 28)
+    settings = {"beta": 2.0, "num_steps": 3, "lr": 0.01, "seed": 5, "progress": False}
+    alone = optimise_one_by_one(x, net, centre, **settings)
+    together = optimise_batched(x, net, centre, **settings)
+    with torch.no_grad():
+        start = initial_unet(5)(x)
+    assert not torch.allclose(alone.generated, start, atol=1e-3)  # the steps did change G
+    assert together.chunk_size == 3 and alone.chunk_size == 1
+    assert torch.allclose(alone.generated, together.generated, atol=1e-5)
+    assert torch.allclose(alone.heatmaps, together.heatmaps, atol=1e-5)
+    assert torch.allclose(alone.pixel_score, together.pixel_score, rtol=1e-4)
+    assert torch.allclose(alone.lc_score, together.lc_score, rtol=1e-4)
+    assert torch.allclose(alone.heatmaps.sum(dim=(1, 2)), alone.pixel_score, rtol=1e-4)
+
+
+def test_results_do_not_depend_on_chunk_size(untrained):
+    net, centre = untrained
+    x = torch.rand(5, 1, 28, 28)
+    fits = [optimise_batched(x, net, centre, num_steps=3, batch_size=size, progress=False)
+            for size in (1, 2, None)]
+    assert [fit.chunk_size for fit in fits] == [1, 2, 5]
+    for fit in fits[1:]:
+        assert torch.allclose(fit.generated, fits[0].generated, atol=1e-5)
+        assert torch.allclose(fit.pixel_score, fits[0].pixel_score, rtol=1e-4)
+        assert torch.allclose(fit.lc_score, fits[0].lc_score, rtol=1e-4)
+
+
+def test_chunk_size_is_bounded_by_budget_and_batch_size(untrained):
+    net, _ = untrained
+    per_image = bytes_per_image(net, (1, 28, 28))
+    assert bytes_per_image(net, (1, 28, 28), base_channels=16) > per_image > 0
+    assert images_per_chunk(1000, None, 10 * per_image + 1, per_image) == 10
+    assert images_per_chunk(1000, 4, 10 * per_image, per_image) == 4
+    assert images_per_chunk(3, None, 10 * per_image, per_image) == 3
+    assert images_per_chunk(1000, None, per_image // 2, per_image) == 1  # never below one image
+    assert images_per_chunk(10**6, None, None, per_image) == DEFAULT_MEMORY_BUDGET_BYTES // per_image
+    with pytest.raises(ConfigError, match="BATCH_SIZE=0"):
+        images_per_chunk(10, 0, None, per_image)
+
+
+def test_optimise_batched_sizes_chunks_by_the_budget(untrained):
+    net, centre = untrained
+    per_image = bytes_per_image(net, (1, 28, 28))
+    fit = optimise_batched(torch.rand(5, 1, 28, 28), net, centre, num_steps=1,
+                           memory_budget_bytes=2 * per_image, progress=False)
+    assert fit.chunk_size == 2 and fit.generated.shape == (5, 1, 28, 28)
+
+
+def test_beta_zero_is_pure_reconstruction(untrained):
+    net, centre = untrained
+    far = centre + 3.0
+    x = torch.rand(2, 1, 28, 28)
+
+    def fit(beta, c):
+        return optimise_batched(x, net, c, beta=beta, num_steps=4, progress=False)
+
+    near_fit, far_fit = fit(0.0, centre), fit(0.0, far)
+    assert torch.equal(near_fit.generated, far_fit.generated)  # C plays no part in the steps
+    assert torch.equal(near_fit.pixel_score, far_fit.pixel_score)
+    assert (far_fit.lc_score > near_fit.lc_score).all()  # L_C is still measured, against C
+    assert not torch.allclose(fit(50.0, centre).generated, fit(50.0, far).generated, atol=1e-4)
+
+
+def test_ano_unet_scores_highlight_the_anomaly(trained):
+    net, centre, _ = trained
+    images = torch.cat([bars(3, True, seed=3), bars(3, False, seed=3)])
+    data = TensorDataset(images, torch.tensor([3, 3, 3, 4, 4, 4]), torch.tensor([0, 0, 0, 1, 1, 1]))
+    scores = ano_unet_scores(net, centre, make_loader(data, 4), progress=False)
+    assert scores["classes"].tolist() == [3, 3, 3, 4, 4, 4]
+    assert scores["labels"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert scores["heatmaps"].shape == (6, 28, 28) and scores["generated"].shape == (6, 1, 28, 28)
+    assert np.allclose(scores["heatmaps"], np.abs(images.numpy() - scores["generated"]).sum(axis=1))
+    for name in ("pixel difference", "L_C"):
+        assert scores[name][3:].min() > scores[name][:3].max(), name
+
+
+def test_unet_has_no_normalisation_and_never_mixes_images():
+    unet = UNet(base_channels=4).train()
+    norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+    assert not any(isinstance(module, norms) for module in unet.modules())
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(unet(x), torch.cat([unet(image[None]) for image in x]), atol=1e-6)
+
+
+def test_initial_unet_depends_on_the_seed_alone():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a, b, c = initial_unet(0), initial_unet(0), initial_unet(1)
+    assert torch.equal(torch.rand(1), before)  # the global random state is left alone
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.output.weight, c.output.weight)
+
+
+@pytest.mark.parametrize("optimise", [optimise_one_by_one, optimise_batched])
+@pytest.mark.parametrize("change, message", [
+    ({"beta": -1.0}, "BETA=-1.0"), ({"num_steps": 0}, "STEPS=0"), ({"lr": 0}, "LR=0"),
+    ({"seed": 1.5}, "SEED=1.5"), ({"images": torch.rand(2, 28, 28)}, r"shape \(2, 28, 28\)"),
+    ({"images": torch.rand(2, 1, 30, 30)}, r"shape \(2, 1, 30, 30\)"),
+    ({"centre": torch.zeros(5)}, r"centre of shape \(5,\).*feature_dim=8"),
+])
+def test_bad_parameters_name_the_value(untrained, optimise, change, message):
+    net, centre = untrained
+    arguments = {"images": torch.rand(2, 1, 28, 28), "fnet": net, "centre": centre,
+                 "num_steps": 1, "progress": False, **change}
+    with pytest.raises(ConfigError, match=message):
+        optimise(**arguments)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: FeatureNet(num_classes=1), "num_classes=1"), (lambda: FeatureNet(alpha=0), "ALPHA=0"),
+    (lambda: UNet(base_channels=0), "UNET_CHANNELS=0"),
+])
+def test_bad_network_sizes_name_the_value(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_train_fnet_rejects_a_class_count_that_does_not_fit():
+    data = labelled(torch.rand(6, 1, 28, 28), [0, 1, 2, 0, 1, 2])
+    with pytest.raises(ConfigError, match=r"classes=\[0, 1, 2\].*num_classes=2"):
+        train_fnet(FeatureNet(num_classes=2), make_loader(data, 3), 1, progress=False)
+
+
+@pytest.mark.parametrize("module", [fnet_module, ano_unet])
+def test_public_functions_name_their_chapter(module):
+    functions = [f for name, f in inspect.getmembers(module, inspect.isfunction)
+                 if not name.startswith("_") and f.__module__ == module.__name__]
+    assert len(functions) >= 5
+    for function in functions:
+        assert "Defined in chapter 06" in (function.__doc__ or ""), function.__name__
+
+
+def test_peak_memory_sees_a_block_that_allocates_and_frees():
+    with PeakMemory("cpu") as peak:
+        block = torch.ones(50 * 2**20 // 4)  # 50 MiB, touched so it is resident
+        del block
+    assert peak.bytes is not None
+    assert 40 * 2**20 < peak.bytes < 200 * 2**20
+    with PeakMemory("cpu") as idle:
+        pass
+    assert idle.bytes < 20 * 2**20
+
+
+def test_plot_map_rows_draws_images_in_grey_and_maps_in_colour():
+    inputs = torch.rand(3, 1, 28, 28)
+    fig = plot_map_rows(inputs, {"G(x)": torch.rand(3, 1, 28, 28),
+                                 "|x - G(x)|": torch.rand(3, 28, 28) * 5},
+                        "Ano-Unet", captions=["a", "b", "c"])
+    image_axes = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert len(image_axes) == 9
+    assert [ax.get_title() for ax in image_axes[:3]] == ["a", "b", "c"]
+    assert image_axes[3].images[0].get_cmap().name == "gray"
+    heatmap = image_axes[6].images[0]
+    assert heatmap.get_cmap().name == "inferno"
+    assert heatmap.get_clim()[1] > 1  # one scale per map row, not clipped to [0, 1]
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 1
