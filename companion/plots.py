@@ -175,16 +175,18 @@ def plot_map_rows(inputs, rows: dict, title: str, captions=None):
     """
     inputs = to_display(torch.as_tensor(inputs).detach().cpu()).mean(dim=1)
     n = len(inputs)
-    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(1.1 * n + 1.6, 1.2 * (len(rows) + 1) + 0.5),
-                             squeeze=False)
-    named_rows = [("input", inputs, "gray")] + [
-        (name, torch.as_tensor(values).detach().cpu(), None) for name, values in rows.items()]
-    for row_axes, (name, values, cmap) in zip(axes, named_rows):
-        is_map = cmap is None and values.dim() == 3
-        if not is_map and values.dim() == 4:
+    # One narrow extra column holds the colour bars, so every image column keeps its width.
+    fig, axes = plt.subplots(len(rows) + 1, n + 1, squeeze=False,
+                             figsize=(1.1 * n + 2.0, 1.2 * (len(rows) + 1) + 0.5),
+                             gridspec_kw={"width_ratios": [1] * n + [0.08]})
+    named_rows = [("input", inputs)] + [(name, torch.as_tensor(values).detach().cpu())
+                                        for name, values in rows.items()]
+    for row_axes, (name, values) in zip(axes, named_rows):
+        is_map = name != "input" and values.dim() == 3
+        if values.dim() == 4:
             values = to_display(values).mean(dim=1)
         vmax = float(values.max()) if is_map else 1.0
-        for i, ax in enumerate(row_axes):
+        for i, ax in enumerate(row_axes[:n]):
             image = ax.imshow(values[i].numpy(), cmap="inferno" if is_map else "gray", vmin=0,
                               vmax=vmax)
             ax.set_xticks([])
@@ -193,6 +195,10 @@ def plot_map_rows(inputs, rows: dict, title: str, captions=None):
                 ax.set_title(str(captions[i]), fontsize=8)
         row_axes[0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
         if is_map:
-            fig.colorbar(image, ax=row_axes.tolist(), shrink=0.8, pad=0.01)
+            fig.colorbar(image, cax=row_axes[n])
+            row_axes[n].tick_params(labelsize=7)
+        else:
+            row_axes[n].set_axis_off()
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig

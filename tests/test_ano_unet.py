@@ -1,6 +1,9 @@
 """Ano-Unet (chapter 06): the f-Net, its centre, and per-image U-Nets batched or one by one."""
 
 import inspect
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,15 +12,17 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from companion.errors import ConfigError
-from companion.plots import plot_map_rows
-from companion.profiling import PeakMemory
 from companion.models import ano_unet, fnet as fnet_module
 from companion.models.ano_unet import (DEFAULT_MEMORY_BUDGET_BYTES, UNet, ano_unet_scores,
                                        bytes_per_image, images_per_chunk, initial_unet,
                                        optimise_batched, optimise_one_by_one)
 from companion.models.fnet import (FeatureNet, centre_distance_scores, class_targets,
                                    feature_centre, train_fnet)
+from companion.plots import plot_map_rows
+from companion.profiling import PeakMemory, in_fresh_process
 from companion.training import make_loader
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def bars(n, vertical, seed=0):
@@ -226,15 +231,19 @@ def test_public_functions_name_their_chapter(module):
         assert "Defined in chapter 06" in (function.__doc__ or ""), function.__name__
 
 
-def test_peak_memory_sees_a_block_that_allocates_and_frees():
+def test_peak_memory_sees_a_block_below_the_process_s_earlier_peak():
+    torch.ones(200 * 2**20 // 4)  # freed at once: a higher earlier peak must not hide the block
     with PeakMemory("cpu") as peak:
-        block = torch.ones(50 * 2**20 // 4)  # 50 MiB, touched so it is resident
-        del block
-    assert peak.bytes is not None
-    assert 40 * 2**20 < peak.bytes < 200 * 2**20
-    with PeakMemory("cpu") as idle:
-        pass
-    assert idle.bytes < 20 * 2**20
+        torch.ones(50 * 2**20 // 4)
+    assert 45 * 2**20 < peak.bytes < 120 * 2**20
+
+
+def test_peak_memory_in_a_fresh_process_sees_what_a_call_allocates():
+    ones, big = in_fresh_process(torch.ones, 50 * 2**20 // 4)  # 50 MiB, written so it is resident
+    assert ones.shape == (50 * 2**20 // 4,) and bool((ones == 1).all())
+    assert 45 * 2**20 < big < 400 * 2**20
+    _, small = in_fresh_process(torch.zeros, 10)
+    assert small < 20 * 2**20
 
 
 def test_plot_map_rows_draws_images_in_grey_and_maps_in_colour():
@@ -242,11 +251,26 @@ def test_plot_map_rows_draws_images_in_grey_and_maps_in_colour():
     fig = plot_map_rows(inputs, {"G(x)": torch.rand(3, 1, 28, 28),
                                  "|x - G(x)|": torch.rand(3, 28, 28) * 5},
                         "Ano-Unet", captions=["a", "b", "c"])
-    image_axes = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    image_axes = [ax for ax in fig.axes if ax.images]
     assert len(image_axes) == 9
     assert [ax.get_title() for ax in image_axes[:3]] == ["a", "b", "c"]
     assert image_axes[3].images[0].get_cmap().name == "gray"
     heatmap = image_axes[6].images[0]
     assert heatmap.get_cmap().name == "inferno"
     assert heatmap.get_clim()[1] > 1  # one scale per map row, not clipped to [0, 1]
-    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 1
+    extra_column = fig.axes[3::4]  # the narrow fourth column of each row holds colour bars
+    assert [ax.axison for ax in extra_column] == [False, False, True]
+    assert extra_column[2].get_ylim() == pytest.approx(heatmap.get_clim())
+
+
+def test_throughput_benchmark_prints_one_row_per_setting():
+    result = subprocess.run(
+        [sys.executable, "benchmarks/ano_unet_throughput.py", "--num-images", "4", "--steps", "1",
+         "--batch-sizes", "2", "4", "--threads", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()
+            if line.startswith("| one-by-one") or line.startswith("| batched")]
+    assert [(name.strip(), int(chunk)) for name, chunk, *_ in rows] == [
+        ("one-by-one", 1), ("batched", 2), ("batched", 4)]
+    assert all(float(row[2]) > 0 and float(row[4]) >= 0 for row in rows)
+    assert float(rows[0][3]) == 1.0  # the loop is the baseline of the ratios

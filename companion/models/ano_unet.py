@@ -42,10 +42,17 @@ def _conv(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.LeakyReLU(0.2))
 
 
+def _upsample(in_channels: int, out_channels: int) -> nn.Sequential:
+    # Nearest-neighbour upsampling and a 3x3 convolution rather than a stride-2 transposed
+    # convolution, whose uneven overlap paints checkerboard patterns into the heatmaps.
+    return nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(in_channels, out_channels, 3,
+                                                                padding=1))
+
+
 class UNet(nn.Module):
     """G: a two-level U-Net whose output is added to the image, clipped to [0, 1]; chapter 06.
 
-    28 -> 14 -> 7 and back, one convolution per level (the U-Net paper has two; one halves the
+    28 -> 14 -> 7 and back up (nearest-neighbour upsampling and a convolution), one convolution per level (the U-Net paper has two; one halves the
     cost and did as well on MNIST), with ``base_channels``, twice and four times as many feature
     maps per level, and skip connections. The seed's U-Net outputs the image itself and must first
     learn to copy it; in the few dozen steps a CPU can afford per image, a plain U-Net trained
@@ -62,9 +69,9 @@ class UNet(nn.Module):
         self.encoder1 = _conv(channels, c)
         self.encoder2 = _conv(c, 2 * c)
         self.bottom = _conv(2 * c, 4 * c)
-        self.up2 = nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2)
+        self.up2 = _upsample(4 * c, 2 * c)
         self.decoder2 = _conv(4 * c, 2 * c)
-        self.up1 = nn.ConvTranspose2d(2 * c, c, 2, stride=2)
+        self.up1 = _upsample(2 * c, c)
         self.decoder1 = _conv(2 * c, c)
         self.output = nn.Conv2d(c, channels, 1)
 
