@@ -25,13 +25,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import check_classes, dataset_info, image_transform, one_class_split
+from torch.utils.data import TensorDataset
+
+from .data import (ClassSubset, check_classes, dataset_info, image_transform, load_dataset,
+                   one_class_split)
 from .errors import CompanionError, ConfigError
 from .files import atomic_path
-from .models import ConvAutoencoder, DenseAutoencoder, Discriminator, Reconstructor
+from .models import ConvAutoencoder, DenseAutoencoder, Discriminator, FeatureNet, Reconstructor
 from .models.alocc import alocc_scores, train_alocc
+from .models.fnet import centre_distance_scores, feature_centre, train_fnet
 from .scores import detection_metrics, reconstruct
-from .training import make_loader, resolve_device, set_seed, train
+from .training import in_memory, make_loader, resolve_device, set_seed, train
 
 # Published one-class AUROC (%) per normal class 0-9, printed beside ours in chapter 07.
 PUBLISHED = {
@@ -57,8 +61,8 @@ EVALUATION_BATCH_SIZE = 512
 class ModelSpec:
     """A benchmark model: how to train and score it, and its default settings; chapter 07.
 
-    ``run(split, settings, device, seed)`` trains on ``split.train`` and returns the test AUROC
-    of every score it computes; ``settings["score"]`` names the headline score.
+    ``run(split, settings, device, seed, data_dir)`` trains on ``split.train`` and returns the
+    test AUROC of every score it computes; ``settings["score"]`` names the headline score.
     """
 
     run: Callable[..., dict]
@@ -71,7 +75,7 @@ def _test_auroc(labels, scores) -> float:
 
 
 def _run_autoencoder(make_net):
-    def run(split, settings, device, seed):
+    def run(split, settings, device, seed, data_dir):
         set_seed(seed)
         net = make_net(settings, tuple(split.train[0][0].shape))
         train(net, make_loader(split.train, settings["batch_size"], shuffle=True, seed=seed),
@@ -82,7 +86,7 @@ def _run_autoencoder(make_net):
     return run
 
 
-def _run_alocc(split, settings, device, seed):
+def _run_alocc(split, settings, device, seed, data_dir):
     set_seed(seed)
     channels = split.train[0][0].shape[0]
     r, d = Reconstructor(channels), Discriminator(channels)
@@ -94,6 +98,50 @@ def _run_alocc(split, settings, device, seed):
     return {name: _test_auroc(scores["labels"], scores[name])
             for name in ("D(x)", "D(R(x))", "R error")}
 
+
+# Chapter 06's reference (b): the f-Net learns its features on another dataset, so it never
+# sees a label of the dataset under test, and the detector stays one-class.
+REFERENCE_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
+
+
+def _run_fnet(split, settings, device, seed, data_dir):
+    """Chapter 06's f-Net and its centre distance, with or without outlier exposure."""
+    reference_name = REFERENCE_DATASET.get(split.info.name)
+    if reference_name is None:
+        raise ConfigError(f"no reference dataset for {split.info.name!r}; the f-Net models run "
+                          f"on {sorted(REFERENCE_DATASET)}")
+    set_seed(seed)
+    reference, _ = load_dataset(reference_name, True, data_dir, image_transform(1, "[0, 1]"),
+                                verbose=False)
+    reference_classes = range(dataset_info(reference_name).num_classes)
+    images, classes, _ = in_memory(ClassSubset(reference, reference_classes).sample(
+        settings["reference_images"], seed)).tensors
+    normal_class = len(reference_classes)  # the logit of the normal images under exposure
+    if settings["outlier_exposure"]:
+        # The normal training images join as one more class, as many as a reference class
+        # has: f learns to tell normal images from the auxiliary "outliers" of another dataset.
+        normal = in_memory(split.train.sample(len(images) // len(reference_classes), seed))
+        images = torch.cat([images, normal.tensors[0]])
+        classes = torch.cat([classes, torch.full((len(normal),), normal_class)])
+    fnet = FeatureNet(1, int(classes.max()) + 1, settings["feature_dim"], settings["alpha"])
+    train_fnet(fnet, make_loader(TensorDataset(images, classes), settings["batch_size"],
+                                 shuffle=True, seed=seed),
+               settings["epochs"], settings["lr"], device, progress=False)
+    centre = feature_centre(fnet, make_loader(split.train, EVALUATION_BATCH_SIZE), device)
+    test_loader = make_loader(split.test, EVALUATION_BATCH_SIZE)
+    labels = split.test.anomaly_labels.numpy()
+    aurocs = {"centre distance": _test_auroc(
+        labels, centre_distance_scores(fnet, centre, test_loader, device))}
+    if settings["outlier_exposure"]:
+        with torch.no_grad():
+            normal_probability = torch.cat([fnet(x.to(device)).softmax(dim=1)[:, normal_class].cpu()
+                                            for x, *_ in test_loader])
+        aurocs["1 - P(normal)"] = _test_auroc(labels, (1 - normal_probability).numpy())
+    return aurocs
+
+
+_FNET_DEFAULTS = {"reference_images": 3000, "epochs": 5, "batch_size": 64, "lr": 1e-3,
+                  "feature_dim": 32, "alpha": 16.0, "score": "centre distance"}
 
 MODELS: dict[str, ModelSpec] = {
     "dense_ae": ModelSpec(
@@ -107,6 +155,10 @@ MODELS: dict[str, ModelSpec] = {
         _run_alocc, "[0, 1]",
         {"epochs": 10, "batch_size": 16, "lr": 1e-3, "noise_std": 0.15, "n_dis": 1,
          "l2_lambda": 0.4, "val_fraction": 0.2, "score": "R error"}),
+    # Chapter 06's f-Net alone (the DOC-style detector), strictly one-class ...
+    "fnet_distance": ModelSpec(_run_fnet, "[0, 1]", {**_FNET_DEFAULTS, "outlier_exposure": False}),
+    # ... and with the normal images as an extra class among the reference ones (outlier exposure).
+    "fnet_oe": ModelSpec(_run_fnet, "[0, 1]", {**_FNET_DEFAULTS, "outlier_exposure": True}),
 }
 
 
@@ -199,7 +251,7 @@ def run_benchmark(out, models, datasets, classes=None, seeds=(0,), overrides=Non
         if settings.get("test_size"):
             split.test = split.test.sample(settings["test_size"], run["seed"])
         start = time.perf_counter()
-        auroc_by_score = spec.run(split, settings, device, run["seed"])
+        auroc_by_score = spec.run(split, settings, device, run["seed"], data_dir)
         _append_row(out, {
             **run, "auroc": auroc_by_score[settings["score"]], "score": settings["score"],
             "auroc_by_score": auroc_by_score, "seconds": round(time.perf_counter() - start, 2),

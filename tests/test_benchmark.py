@@ -17,7 +17,7 @@ def counting_model(monkeypatch):
     """A fast stand-in model that records each run it is asked to do."""
     calls = []
 
-    def run(split, settings, device, seed):
+    def run(split, settings, device, seed, data_dir):
         calls.append((split.normal_classes[0], seed))
         # a score that depends on the data, so the row is not a constant
         return {"fraction normal": 1 - float(split.test.anomaly_labels.float().mean())}
@@ -29,9 +29,10 @@ def counting_model(monkeypatch):
 
 def test_one_tiny_run_of_every_real_model(tmp_path):
     out = tmp_path / "results.csv"
-    rows = run_benchmark(out, ["dense_ae", "conv_ae", "alocc"], ["mnist"], [7], [0], TINY,
-                         data_dir=tmp_path / "data", progress=False)
-    assert [row["model"] for row in rows] == ["dense_ae", "conv_ae", "alocc"]
+    models = ["dense_ae", "conv_ae", "alocc", "fnet_distance", "fnet_oe"]
+    rows = run_benchmark(out, models, ["mnist"], [7], [0], TINY, data_dir=tmp_path / "data",
+                         progress=False)
+    assert [row["model"] for row in rows] == models
     for row in rows:
         assert row["normal_class"] == 7 and row["seed"] == 0
         assert row["train_size"] == "40" and row["test_size"] == "300"
@@ -39,6 +40,8 @@ def test_one_tiny_run_of_every_real_model(tmp_path):
         assert row["auroc"] == row["auroc_by_score"][row["score"]]
         assert json.loads(row["settings"])["epochs"] == 1
     assert set(rows[2]["auroc_by_score"]) == {"D(x)", "D(R(x))", "R error"}
+    assert set(rows[3]["auroc_by_score"]) == {"centre distance"}
+    assert set(rows[4]["auroc_by_score"]) == {"centre distance", "1 - P(normal)"}
 
 
 def test_second_call_redoes_nothing(tmp_path, counting_model):
@@ -56,10 +59,10 @@ def test_interrupted_run_keeps_finished_rows_and_resumes(tmp_path, counting_mode
     out = tmp_path / "results.csv"
     real_run = benchmark.MODELS["counting"].run
 
-    def interrupted_on_third_run(split, settings, device, seed):
+    def interrupted_on_third_run(split, settings, device, seed, data_dir):
         if len(counting_model) == 2:
             raise KeyboardInterrupt
-        return real_run(split, settings, device, seed)
+        return real_run(split, settings, device, seed, data_dir)
 
     monkeypatch.setattr(benchmark.MODELS["counting"], "run", interrupted_on_third_run)
     with pytest.raises(KeyboardInterrupt):
