@@ -23,17 +23,16 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from torch.utils.data import TensorDataset
-
-from .data import (ClassSubset, check_classes, dataset_info, image_transform, load_dataset,
-                   one_class_split)
+from .data import check_classes, dataset_info, image_transform, one_class_split
 from .errors import CompanionError, ConfigError
 from .files import atomic_path
 from .models import ConvAutoencoder, DenseAutoencoder, Discriminator, FeatureNet, Reconstructor
 from .models.alocc import alocc_scores, train_alocc
-from .models.fnet import centre_distance_scores, feature_centre, train_fnet
+from .models.fnet import (centre_distance_scores, feature_centre, other_dataset_reference,
+                          train_fnet)
 from .scores import detection_metrics, reconstruct
 from .training import in_memory, make_loader, resolve_device, set_seed, train
 
@@ -99,28 +98,16 @@ def _run_alocc(split, settings, device, seed, data_dir):
             for name in ("D(x)", "D(R(x))", "R error")}
 
 
-# Chapter 06's reference (b): the f-Net learns its features on another dataset, so it never
-# sees a label of the dataset under test, and the detector stays one-class.
-REFERENCE_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
-
-
 def _run_fnet(split, settings, device, seed, data_dir):
     """Chapter 06's f-Net and its centre distance, with or without outlier exposure."""
-    reference_name = REFERENCE_DATASET.get(split.info.name)
-    if reference_name is None:
-        raise ConfigError(f"no reference dataset for {split.info.name!r}; the f-Net models run "
-                          f"on {sorted(REFERENCE_DATASET)}")
     set_seed(seed)
-    reference, _ = load_dataset(reference_name, True, data_dir, image_transform(1, "[0, 1]"),
-                                verbose=False)
-    reference_classes = range(dataset_info(reference_name).num_classes)
-    images, classes, _ = in_memory(ClassSubset(reference, reference_classes).sample(
-        settings["reference_images"], seed)).tensors
-    normal_class = len(reference_classes)  # the logit of the normal images under exposure
+    images, classes, _ = in_memory(other_dataset_reference(
+        split.info.name, settings["reference_images"], seed, data_dir)).tensors
+    normal_class = int(classes.max()) + 1  # the logit of the normal images under exposure
     if settings["outlier_exposure"]:
         # The normal training images join as one more class, as many as a reference class
         # has: f learns to tell normal images from the auxiliary "outliers" of another dataset.
-        normal = in_memory(split.train.sample(len(images) // len(reference_classes), seed))
+        normal = in_memory(split.train.sample(len(images) // normal_class, seed))
         images = torch.cat([images, normal.tensors[0]])
         classes = torch.cat([classes, torch.full((len(normal),), normal_class)])
     fnet = FeatureNet(1, int(classes.max()) + 1, settings["feature_dim"], settings["alpha"])

@@ -274,3 +274,14 @@ def test_throughput_benchmark_prints_one_row_per_setting():
         ("one-by-one", 1), ("batched", 2), ("batched", 4)]
     assert all(float(row[2]) > 0 and float(row[4]) >= 0 for row in rows)
     assert float(rows[0][3]) == 1.0  # the loop is the baseline of the ratios
+
+
+def test_other_dataset_reference_is_the_paired_dataset_and_names_unknown_ones(tmp_path):
+    reference = fnet_module.other_dataset_reference("mnist", 200, seed=0, data_dir=tmp_path)
+    assert len(reference) == 200
+    assert type(reference.dataset).__name__ == "FashionMNIST"
+    assert set(reference.class_counts()) == set(range(10))
+    image = reference[0][0]
+    assert image.shape == (1, 28, 28) and 0 <= float(image.min()) and float(image.max()) <= 1
+    with pytest.raises(ConfigError, match="'cifar10'"):
+        fnet_module.other_dataset_reference("cifar10", 10, data_dir=tmp_path)

@@ -52,9 +52,9 @@ def _upsample(in_channels: int, out_channels: int) -> nn.Sequential:
 class UNet(nn.Module):
     """G: a two-level U-Net whose output is added to the image, clipped to [0, 1]; chapter 06.
 
-    28 -> 14 -> 7 and back up (nearest-neighbour upsampling and a convolution), one convolution per level (the U-Net paper has two; one halves the
-    cost and did as well on MNIST), with ``base_channels``, twice and four times as many feature
-    maps per level, and skip connections. The seed's U-Net outputs the image itself and must first
+    28 -> 14 -> 7 and back up (nearest-neighbour upsampling and a convolution), one convolution
+    per level (the U-Net paper has two; one halves the cost), with ``base_channels``, twice and
+    four times as many feature maps per level, and skip connections. The seed's U-Net outputs the image itself and must first
     learn to copy it; in the few dozen steps a CPU can afford per image, a plain U-Net trained
     with L_R collapses to a black image instead (MNIST is mostly black). So G(x) = x + U(x):
     copying is nearly free from the start and the steps go into what L_C objects to. There is
@@ -227,13 +227,13 @@ def images_per_chunk(num_images: int, batch_size: int | None = None,
     """
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
-        raise ConfigError(f"BATCH_SIZE={batch_size!r}; use a positive integer such as 64, or None "
-                          "to size the chunks by the memory budget")
+        raise ConfigError(f"UNET_BATCH_SIZE={batch_size!r}; use a positive integer such as 64, "
+                          "or None to size the chunks by the memory budget")
     if memory_budget_bytes is not None and (isinstance(memory_budget_bytes, bool) or not
                                             isinstance(memory_budget_bytes, int)
                                             or memory_budget_bytes < 1):
-        raise ConfigError(f"MEMORY_BUDGET_BYTES={memory_budget_bytes!r}; use a positive integer "
-                          "such as 1024 * 2**20 (1 GiB), or None")
+        raise ConfigError(f"a memory budget of {memory_budget_bytes!r} bytes; use a positive "
+                          "budget such as MEMORY_BUDGET_MB = 1024 (1 GiB), or None")
     if batch_size is None and memory_budget_bytes is None:
         memory_budget_bytes = DEFAULT_MEMORY_BUDGET_BYTES
     chunk = num_images if batch_size is None else min(num_images, batch_size)

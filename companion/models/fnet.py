@@ -21,7 +21,11 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..data import ClassSubset, dataset_info, image_transform, load_dataset
 from ..errors import ConfigError
+
+#: Reference (b) of chapter 06: the f-Net learns on another dataset, never on the one under test.
+REFERENCE_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
 
 
 def _check_positive_int(value, parameter: str, example: int) -> None:
@@ -186,3 +190,20 @@ def centre_distance_scores(net: FeatureNet, centre: torch.Tensor, loader, device
     centre = centre.to(device)
     return torch.cat([feature_distance(net, images.to(device), centre).cpu()
                       for images, *_ in loader]).numpy()
+
+
+def other_dataset_reference(dataset: str, size: int, seed: int = 0, data_dir="data",
+                            download_first: bool = False) -> ClassSubset:
+    """``size`` random training images, all classes, of the dataset paired with ``dataset``.
+
+    Defined in chapter 06: reference (b), which keeps the f-Net strictly one-class (MNIST for
+    Fashion-MNIST and the reverse, see :data:`REFERENCE_DATASET`). Images in [0, 1].
+    """
+    name = dataset_info(dataset).name
+    if name not in REFERENCE_DATASET:
+        raise ConfigError(f"no reference dataset is paired with {dataset!r}; the f-Net's "
+                          f"reference (b) exists for {sorted(REFERENCE_DATASET)}")
+    other = REFERENCE_DATASET[name]
+    images, _ = load_dataset(other, True, data_dir, image_transform(1, "[0, 1]"),
+                             download_first, verbose=False)
+    return ClassSubset(images, range(dataset_info(other).num_classes)).sample(size, seed)
