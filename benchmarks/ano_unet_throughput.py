@@ -25,7 +25,7 @@ import torch
 from companion.models.ano_unet import bytes_per_image, optimise_batched, optimise_one_by_one
 from companion.models.fnet import FeatureNet
 from companion.profiling import in_fresh_process
-from companion.training import resolve_device
+from companion.engine import resolve_device
 
 
 def measure(setting: str, images, fnet, centre, args) -> dict:

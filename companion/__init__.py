@@ -1,15 +1,19 @@
 """Companion code of the book *Anomaly detection with autoencoders*.
 
-Each function's docstring names the chapter that explains it.
+Each function's docstring names the chapter that explains it. Layout, lowest first: ``data``,
+``engine``, ``metrics``, ``scores``, ``plots`` and ``widgets`` depend on nothing above them;
+``models`` hold the networks and their losses; ``detectors`` train and score them through one
+interface; ``benchmark`` runs detectors over a grid.
 """
 
 import inspect
 
-from . import models, plots, scores
+from . import detectors, metrics, models, plots, scores
 from .data import ClassSubset, OneClassSplit, dataset_info, image_transform, load_dataset, one_class_split
+from .engine import (History, in_memory, load_checkpoint, make_loader, resolve_device, save_checkpoint,
+                     set_seed, train_epochs)
 from .errors import CompanionError, ConfigError, DatasetNotFoundError, DeviceError
 from .files import read_results, write_results
-from .training import in_memory, load_checkpoint, make_loader, resolve_device, save_checkpoint, set_seed, train
 
 
 def show_source(obj):
@@ -20,8 +24,9 @@ def show_source(obj):
 
 
 __all__ = [
-    "ClassSubset", "CompanionError", "in_memory", "ConfigError", "DatasetNotFoundError", "DeviceError",
-    "OneClassSplit", "dataset_info", "image_transform", "load_checkpoint", "load_dataset",
-    "make_loader", "one_class_split", "read_results", "resolve_device", "save_checkpoint",
-    "set_seed", "show_source", "train", "write_results",
+    "ClassSubset", "CompanionError", "ConfigError", "DatasetNotFoundError", "DeviceError",
+    "History", "OneClassSplit", "dataset_info", "detectors", "image_transform", "in_memory",
+    "load_checkpoint", "load_dataset", "make_loader", "metrics", "models", "one_class_split",
+    "plots", "read_results", "resolve_device", "save_checkpoint", "scores", "set_seed",
+    "show_source", "train_epochs", "write_results",
 ]

@@ -111,15 +111,29 @@ def check_classes(info: DatasetInfo, classes, parameter: str) -> list[int]:
     return checked
 
 
+#: The two value ranges the book's images come in: ``ToTensor``'s [0, 1], or [-1, 1] after
+#: ``Normalize((0.5,), (0.5,))`` as in seed 000.
+VALUE_RANGES = ("[-1, 1]", "[0, 1]")
+
+
+def check_value_range(value_range: str) -> str:
+    if value_range not in VALUE_RANGES:
+        raise ConfigError(f"VALUE_RANGE={value_range!r}; use one of {list(VALUE_RANGES)}")
+    return value_range
+
+
 def image_transform(channels: int = 1, value_range: str = "[-1, 1]"):
     """ToTensor, then scale to ``value_range`` (``"[-1, 1]"`` or ``"[0, 1]"``); chapter 02."""
-    if value_range == "[0, 1]":
+    if check_value_range(value_range) == "[0, 1]":
         return transforms.ToTensor()
-    if value_range == "[-1, 1]":
-        return transforms.Compose(
-            [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
-        )
-    raise ConfigError(f"value_range={value_range!r}; use '[-1, 1]' or '[0, 1]'")
+    return transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
+    )
+
+
+def to_unit_range(images: torch.Tensor, value_range: str) -> torch.Tensor:
+    """Images of ``value_range`` mapped to [0, 1] (for display and SSIM); chapter 02."""
+    return (images + 1) / 2 if check_value_range(value_range) == "[-1, 1]" else images
 
 
 def _decompress_into(raw_dir: Path, sources: dict[str, Path]) -> None:
@@ -205,8 +219,11 @@ class ClassSubset(Dataset):
     Each item is ``(image, original class, anomaly label)``, the label 1 for anomaly classes.
     """
 
-    def __init__(self, dataset, normal_classes, anomaly_classes=()):
+    def __init__(self, dataset, normal_classes, anomaly_classes=(), value_range: str | None = None):
         normal_classes, anomaly_classes = list(normal_classes), list(anomaly_classes)
+        # What the dataset's transform produces; detectors read it instead of guessing.
+        self.value_range = None if value_range is None else check_value_range(value_range)
+        self._tensors = None
         targets = torch.as_tensor(dataset.targets)
         anomalies = torch.as_tensor(anomaly_classes, dtype=targets.dtype)
         wanted = torch.as_tensor(normal_classes + anomaly_classes, dtype=targets.dtype)
@@ -234,6 +251,7 @@ class ClassSubset(Dataset):
     def _select(self, positions: torch.Tensor):
         part = copy.copy(self)
         positions = positions.sort().values  # keep the dataset's order
+        part._tensors = None if self._tensors is None else tuple(t[positions] for t in self._tensors)
         part.indices = self.indices[positions]
         part.targets = self.targets[positions]
         part.anomaly_labels = self.anomaly_labels[positions]
@@ -245,6 +263,19 @@ class ClassSubset(Dataset):
     def __getitem__(self, i):
         image, _ = self.dataset[int(self.indices[i])]
         return image, int(self.targets[i]), int(self.anomaly_labels[i])
+
+    @property
+    def dataset_name(self) -> str | None:
+        """The companion's name of the underlying torchvision dataset (``"mnist"``, ...)."""
+        return next((info.name for info in DATASETS.values()
+                     if type(self.dataset) is info.torchvision_class), None)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images, classes, anomaly labels) of every item, transformed once and kept."""
+        if self._tensors is None:
+            images = torch.stack([self.dataset[int(i)][0] for i in self.indices]) if len(self) else None
+            self._tensors = (images, self.targets.clone(), self.anomaly_labels.clone())
+        return self._tensors
 
     def class_counts(self) -> dict[int, int]:
         """Number of items per original class, in class order."""
@@ -264,6 +295,11 @@ class OneClassSplit:
     train_source: str
     test_source: str
     val: ClassSubset | None = None  # normal images held out of training, if asked for
+    value_range: str = "[-1, 1]"  # what the images' transform produces
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.train[0][0].shape)
 
     def describe(self) -> dict:
         """Plain facts for a results file: dataset, classes, sizes, sources."""
@@ -278,17 +314,19 @@ class OneClassSplit:
             "test_source": self.test_source,
             "train_split_size": len(self.train.dataset),
             "val_size": len(self.val) if self.val is not None else 0,
+            "value_range": self.value_range,
         }
 
 
 def one_class_split(dataset: str, normal_classes, anomaly_classes=None, data_dir="data",
-                    transform=None, download_first: bool = False, verbose: bool = True,
-                    val_fraction: float = 0.0, seed: int = 0) -> OneClassSplit:
+                    value_range: str = "[-1, 1]", download_first: bool = False,
+                    verbose: bool = True, val_fraction: float = 0.0, seed: int = 0) -> OneClassSplit:
     """Cut a one-class split out of a torchvision dataset; chapter 01.
 
-    ``anomaly_classes=None`` means every class that is not normal. ``transform`` defaults to
-    :func:`image_transform` with values in [-1, 1]. ``val_fraction`` > 0 holds that share of
-    the normal training images out as ``split.val`` (chosen at random by ``seed``; chapter 04).
+    ``anomaly_classes=None`` means every class that is not normal. Images come through
+    :func:`image_transform` in ``value_range``, which the split and its subsets remember.
+    ``val_fraction`` > 0 holds that share of the normal training images out as ``split.val``
+    (chosen at random by ``seed``; chapter 04).
     """
     info = dataset_info(dataset)
     normal = check_classes(info, normal_classes, "NORMAL_CLASSES")
@@ -304,13 +342,14 @@ def one_class_split(dataset: str, normal_classes, anomaly_classes=None, data_dir
             f"classes {overlap} are both in NORMAL_CLASSES={normal} and ANOMALY_CLASSES={anomaly};"
             " a class is either normal or an anomaly"
         )
-    transform = transform if transform is not None else image_transform(info.channels)
+    transform = image_transform(info.channels, value_range)
     train_data, train_source = load_dataset(info.name, True, data_dir, transform, download_first,
                                             verbose)
     test_data, test_source = load_dataset(info.name, False, data_dir, transform, download_first,
                                           verbose)
-    train, val = ClassSubset(train_data, normal), None
+    train, val = ClassSubset(train_data, normal, value_range=value_range), None
     if val_fraction:
         train, val = train.partition(val_fraction, seed)
-    return OneClassSplit(info, normal, anomaly, train, ClassSubset(test_data, normal, anomaly),
-                         train_source, test_source, val)
+    test = ClassSubset(test_data, normal, anomaly, value_range=value_range)
+    return OneClassSplit(info, normal, anomaly, train, test, train_source, test_source, val,
+                         value_range)

@@ -8,18 +8,31 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from sklearn.metrics import roc_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 from torchvision.utils import make_grid
 
-
-def to_display(images: torch.Tensor) -> torch.Tensor:
-    """Map images in [-1, 1] (or [0, 1]) to [0, 1] for display."""
-    return (images + 1) / 2 if images.min() < 0 else images
+from .data import to_unit_range
+from .metrics import detection_metrics
 
 
-def show_images(images: torch.Tensor, title: str, nrow: int = 8, labels=None):
+def _label(fig, ax, xlabel: str, ylabel: str, title: str, **legend):
+    """Axis labels, title and legend: every figure of the book is labelled the same way."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(**legend)
+    fig.tight_layout()
+    return fig
+
+
+def to_display(images: torch.Tensor, value_range: str) -> torch.Tensor:
+    """Images of ``value_range`` on the CPU, in [0, 1] for display."""
+    return to_unit_range(torch.as_tensor(images).detach().cpu(), value_range)
+
+
+def show_images(images: torch.Tensor, title: str, value_range: str, nrow: int = 8, labels=None):
     """A grid of images (the seeds' ``imshow``), optionally with one label per image."""
-    grid = make_grid(to_display(images.detach().cpu()), nrow=nrow, padding=2, pad_value=1.0)
+    grid = make_grid(to_display(images, value_range), nrow=nrow, padding=2, pad_value=1.0)
     fig, ax = plt.subplots(figsize=(nrow * 0.8, (len(images) + nrow - 1) // nrow * 0.8 + 0.5))
     ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy(), cmap="gray")
     ax.set_title(title)
@@ -33,9 +46,17 @@ def show_images(images: torch.Tensor, title: str, nrow: int = 8, labels=None):
     return fig
 
 
-def plot_reconstructions(inputs, outputs, scores, title: str, score_name: str = "score"):
-    """Rows: input, reconstruction, difference image; the score above each column (seed 001)."""
-    inputs, outputs = to_display(inputs.detach().cpu()), to_display(outputs.detach().cpu())
+def plot_reconstructions(scores, positions, title: str, score: str | None = None):
+    """Rows: input, reconstruction, difference image; a score above each column (seed 001).
+
+    ``scores`` is a detector's :class:`~companion.scores.Scores`; ``positions`` picks the
+    images; ``score`` names the score shown (the headline by default).
+    """
+    positions = np.asarray(positions)
+    score = score or scores.headline
+    values = scores[score][positions]
+    inputs = to_display(scores.inputs[positions], scores.value_range)
+    outputs = to_display(scores.outputs[positions], scores.value_range)
     difference = (inputs - outputs).abs().sum(dim=1)
     n = len(inputs)
     fig, axes = plt.subplots(3, n, figsize=(1.2 * n, 4.2), squeeze=False)
@@ -50,7 +71,7 @@ def plot_reconstructions(inputs, outputs, scores, title: str, score_name: str = 
             if c == 0:
                 ax.set_ylabel(name, fontsize=9)
             if r == 0:
-                ax.set_title(f"{score_name}\n{scores[c]:.1f}", fontsize=8)
+                ax.set_title(f"{score}\n{values[c]:.3g}", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -62,12 +83,7 @@ def plot_loss(history, title: str = "Training loss", ylabel: str = "mean squared
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for name, values in curves.items():
         ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _label(fig, ax, "epoch", ylabel, title)
 
 
 def plot_score_histogram(scores, classes, class_names, title: str, xlabel: str = "anomaly score"):
@@ -77,42 +93,39 @@ def plot_score_histogram(scores, classes, class_names, title: str, xlabel: str =
     bins = np.histogram_bin_edges(scores, bins=40)
     for c in np.unique(classes):
         ax.hist(scores[classes == c], bins=bins, alpha=0.6, label=f"class {class_names[c]}")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("number of test images")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _label(fig, ax, xlabel, "number of test images", title)
+
+
+def _plot_curves(labels, scores_by_name: dict, curve, metric: str, short: str, title: str):
+    """One curve per named score array, its metric in the legend (ROC and precision-recall)."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    for name, scores in scores_by_name.items():
+        x, y = curve(labels, scores)
+        ax.plot(x, y, label=f"{name} ({short} {detection_metrics(labels, scores)[metric]:.3f})")
+    return fig, ax
 
 
 def plot_roc(labels, scores_by_name: dict, title: str = "ROC curve"):
     """ROC curves, one per named score array, with AUROC in the legend."""
-    from .scores import detection_metrics
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
-    for name, scores in scores_by_name.items():
-        fpr, tpr, _ = roc_curve(labels, scores)
-        auroc = detection_metrics(labels, scores)["auroc"]
-        ax.plot(fpr, tpr, label=f"{name} (AUROC {auroc:.3f})")
+    fig, ax = _plot_curves(labels, scores_by_name, lambda y, s: roc_curve(y, s)[:2], "auroc",
+                           "AUROC", title)
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="chance")
-    ax.set_xlabel("false-positive rate (normal flagged)")
-    ax.set_ylabel("true-positive rate (anomalies caught)")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _label(fig, ax, "false-positive rate (normal flagged)",
+                  "true-positive rate (anomalies caught)", title, loc="lower right", fontsize=8)
 
 
-def plot_heatmap_overlay(inputs, maps, title: str, captions=None, map_label: str = "|x - x̂|"):
+def plot_heatmap_overlay(inputs, maps, title: str, value_range: str, captions=None,
+                         map_label: str = "|x - x̂|", vmax: float | None = None):
     """Each input in grey with its anomaly map laid over it in colour; chapter 03.
 
-    ``maps`` has shape (N, H, W); one colour scale for all images, so they can be compared.
+    ``maps`` has shape (N, H, W); one colour scale for all images, up to ``vmax`` (pass the
+    same ``vmax`` to several figures to compare them).
     """
-    inputs = to_display(inputs.detach().cpu()).mean(dim=1)
-    maps = maps.detach().cpu()
+    inputs = to_display(inputs, value_range).mean(dim=1)
+    maps = torch.as_tensor(maps).detach().cpu()
     n = len(inputs)
-    fig, axes = plt.subplots(1, n, figsize=(1.25 * n + 0.8, 1.9), squeeze=False)
-    vmax = float(maps.max())
+    fig, axes = plt.subplots(1, n, figsize=(1.6 * n + 1.0, 2.4), squeeze=False)
+    vmax = float(maps.max()) if vmax is None else vmax
     for i, ax in enumerate(axes[0]):
         ax.imshow(inputs[i].numpy(), cmap="gray", vmin=0, vmax=1)
         overlay = ax.imshow(maps[i].numpy(), cmap="inferno", alpha=0.55, vmin=0, vmax=vmax)
@@ -127,31 +140,22 @@ def plot_heatmap_overlay(inputs, maps, title: str, captions=None, map_label: str
 
 def plot_precision_recall(labels, scores_by_name: dict, title: str = "Precision-recall curve"):
     """Precision-recall curves with average precision in the legend; chapter 04."""
-    from sklearn.metrics import precision_recall_curve
-
-    from .scores import detection_metrics
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
-    for name, scores in scores_by_name.items():
-        precision, recall, _ = precision_recall_curve(labels, scores)
-        ap = detection_metrics(labels, scores)["average_precision"]
-        ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
+    fig, ax = _plot_curves(labels, scores_by_name,
+                           lambda y, s: precision_recall_curve(y, s)[1::-1], "average_precision",
+                           "AP", title)
     ax.axhline(np.mean(labels), color="grey", linestyle="--", label="chance (share of anomalies)")
-    ax.set_xlabel("recall (anomalies caught)")
-    ax.set_ylabel("precision (flagged that are anomalies)")
-    ax.set_title(title)
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _label(fig, ax, "recall (anomalies caught)", "precision (flagged that are anomalies)",
+                  title, loc="lower left", fontsize=8)
 
 
-def plot_noisy_reconstructions(clean, noisy, reconstructed, captions, title: str):
+def plot_noisy_reconstructions(clean, noisy, reconstructed, captions, title: str,
+                               value_range: str = "[0, 1]"):
     """Rows: clean input, noisy input, reconstruction of the noisy input; chapter 05 (ALOCC)."""
     n = len(clean)
     fig, axes = plt.subplots(3, n, figsize=(1.1 * n, 3.8), squeeze=False)
     rows = [("clean x", clean), ("noisy x̃", noisy), ("R(x̃)", reconstructed)]
     for r, (name, images) in enumerate(rows):
-        images = to_display(images.detach().cpu()).mean(dim=1)
+        images = to_display(images, value_range).mean(dim=1)
         for c in range(n):
             ax = axes[r, c]
             ax.imshow(images[c].numpy(), cmap="gray", vmin=0, vmax=1)
@@ -166,14 +170,16 @@ def plot_noisy_reconstructions(clean, noisy, reconstructed, captions, title: str
     return fig
 
 
-def plot_map_rows(inputs, rows: dict, title: str, captions=None):
+def plot_map_rows(inputs, rows: dict, title: str, value_range: str, captions=None,
+                  shared_scale: bool = False):
     """The inputs in the top row, then one row per entry of ``rows``; chapter 06.
 
     ``rows`` maps a row name to images (N, C, H, W), drawn in grey, or to anomaly maps
     (N, H, W), drawn in colour on one scale per row with its own colour bar, so the methods can
-    be compared image by image and each row's maps against each other.
+    be compared image by image and each row's maps against each other; with ``shared_scale``
+    every map row uses the same scale, so rows can be compared too.
     """
-    inputs = to_display(torch.as_tensor(inputs).detach().cpu()).mean(dim=1)
+    inputs = to_display(inputs, value_range).mean(dim=1)
     n = len(inputs)
     # One narrow extra column holds the colour bars, so every image column keeps its width.
     fig, axes = plt.subplots(len(rows) + 1, n + 1, squeeze=False,
@@ -181,11 +187,12 @@ def plot_map_rows(inputs, rows: dict, title: str, captions=None):
                              gridspec_kw={"width_ratios": [1] * n + [0.08]})
     named_rows = [("input", inputs)] + [(name, torch.as_tensor(values).detach().cpu())
                                         for name, values in rows.items()]
+    map_max = max((float(v.max()) for name, v in named_rows[1:] if v.dim() == 3), default=1.0)
     for row_axes, (name, values) in zip(axes, named_rows):
         is_map = name != "input" and values.dim() == 3
         if values.dim() == 4:
-            values = to_display(values).mean(dim=1)
-        vmax = float(values.max()) if is_map else 1.0
+            values = to_display(values, value_range).mean(dim=1)
+        vmax = (map_max if shared_scale else float(values.max())) if is_map else 1.0
         for i, ax in enumerate(row_axes[:n]):
             image = ax.imshow(values[i].numpy(), cmap="inferno" if is_map else "gray", vmin=0,
                               vmax=vmax)

@@ -1,30 +1,36 @@
-"""Per-image anomaly scores and the metrics that judge them.
+"""Per-image anomaly scores: the functions, and the one container every detector returns.
 
-Defined in chapter 02; chapter 04 compares more score functions.
+Defined in chapter 02; chapter 04 compares more score functions. Images carry their value
+range (``"[-1, 1]"`` or ``"[0, 1]"``, see :mod:`companion.data`); a score that needs to know it
+(SSIM) is told, never guesses from the pixels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.transforms.functional import gaussian_blur
 
+from .data import VALUE_RANGES, to_unit_range
+from .errors import ConfigError
+from .metrics import detection_metrics, metrics_by_anomaly_class
 
-def l1_sum(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+
+def l1_sum(x: torch.Tensor, reconstruction: torch.Tensor, value_range: str = "[-1, 1]") -> torch.Tensor:
     """Sum of absolute pixel differences per image (seed 001's score)."""
     return (x - reconstruction).abs().flatten(1).sum(dim=1)
 
 
-def mse(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """Mean squared pixel difference per image."""
+def mse(x: torch.Tensor, reconstruction: torch.Tensor, value_range: str = "[-1, 1]") -> torch.Tensor:
+    """Mean squared pixel difference per image: the autoencoders' training loss, per image."""
     return ((x - reconstruction) ** 2).flatten(1).mean(dim=1)
 
 
-def blurred_max(x: torch.Tensor, reconstruction: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+def blurred_max(x: torch.Tensor, reconstruction: torch.Tensor, value_range: str = "[-1, 1]",
+                sigma: float = 1.0) -> torch.Tensor:
     """Maximum of the Gaussian-blurred difference map: one strong local defect, not total ink.
 
     Defined in chapter 04. The blur makes a single noisy pixel count less than a patch.
@@ -34,63 +40,92 @@ def blurred_max(x: torch.Tensor, reconstruction: torch.Tensor, sigma: float = 1.
     return gaussian_blur(difference, [kernel, kernel], [sigma, sigma]).flatten(1).amax(dim=1)
 
 
-def one_minus_ssim(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+def one_minus_ssim(x: torch.Tensor, reconstruction: torch.Tensor,
+                   value_range: str = "[-1, 1]") -> torch.Tensor:
     """1 - SSIM (torchmetrics) between image and reconstruction, so higher = more anomalous.
 
     Defined in chapter 04. SSIM compares local means, contrasts and structure rather than
-    pixels one by one. Images are mapped to [0, 1] first.
+    pixels one by one. Both images are mapped from ``value_range`` to [0, 1] first.
     """
-    low = min(float(x.min()), 0.0)
-    high = 1.0 if low == 0.0 else 2.0  # [0, 1] or [-1, 1] inputs
     similarity = structural_similarity_index_measure(
-        (reconstruction - low).clamp(0, high), x - low, data_range=high, reduction="none")
+        to_unit_range(reconstruction, value_range).clamp(0, 1), to_unit_range(x, value_range),
+        data_range=1.0, reduction="none")
     return 1 - similarity
 
 
-SCORE_FUNCTIONS = {"l1_sum": l1_sum, "mse": mse, "blurred_max": blurred_max,
+#: The score functions of a reconstruction, by name; chapter 04.
+SCORE_FUNCTIONS = {"mse": mse, "l1_sum": l1_sum, "blurred_max": blurred_max,
                    "1-ssim": one_minus_ssim}
 
 
+def reconstruction_scores(x: torch.Tensor, reconstruction: torch.Tensor,
+                          value_range: str) -> dict[str, np.ndarray]:
+    """Every function of :data:`SCORE_FUNCTIONS` on the same images, as NumPy arrays."""
+    if value_range not in VALUE_RANGES:
+        raise ConfigError(f"value_range={value_range!r}; use one of {list(VALUE_RANGES)}")
+    return {name: function(x, reconstruction, value_range).numpy()
+            for name, function in SCORE_FUNCTIONS.items()}
+
+
 @dataclass
-class Reconstructions:
-    """Inputs, reconstructions, original classes and anomaly labels of a whole test set."""
+class Scores:
+    """What a detector's ``score`` returns: per-image scores under each name, and more.
 
-    inputs: torch.Tensor
-    outputs: torch.Tensor
-    classes: np.ndarray
+    Defined in chapter 02. ``values[name]`` is one score per image (higher = more anomalous);
+    ``headline`` names the score the detector committed to before any test image was seen.
+    ``labels`` (1 = anomaly) and ``classes`` come from the data. ``maps`` (N, H, W) are anomaly
+    maps where the detector paints them; ``inputs`` and ``outputs`` (N, C, H, W) the images and
+    what the detector made of them (a reconstruction, R(x), G(x)) in ``value_range``.
+    """
+
+    values: dict[str, np.ndarray]
+    headline: str
     labels: np.ndarray
+    classes: np.ndarray
+    value_range: str
+    maps: np.ndarray | None = None
+    inputs: torch.Tensor | None = None
+    outputs: torch.Tensor | None = None
 
-    def scores(self, score: str = "l1_sum") -> np.ndarray:
-        """One score per image with a function from :data:`SCORE_FUNCTIONS`."""
-        return SCORE_FUNCTIONS[score](self.inputs, self.outputs).numpy()
+    def __post_init__(self):
+        if self.headline not in self.values:
+            raise ConfigError(f"headline score {self.headline!r} is not among {list(self.values)}")
 
+    def __len__(self) -> int:
+        return len(self.labels)
 
-@torch.no_grad()
-def reconstruct(net, loader, device="cpu") -> Reconstructions:
-    """Run ``net`` over a loader of ``(image, class, label)`` items; chapter 02."""
-    net.to(device).eval()
-    inputs, outputs, classes, labels = [], [], [], []
-    for images, image_classes, image_labels in loader:
-        inputs.append(images)
-        outputs.append(net(images.to(device)).cpu())
-        classes.append(image_classes)
-        labels.append(image_labels)
-    return Reconstructions(torch.cat(inputs), torch.cat(outputs),
-                           torch.cat(classes).numpy(), torch.cat(labels).numpy())
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.values:
+            raise ConfigError(f"no score {name!r}; this detector gives {list(self.values)}")
+        return self.values[name]
 
+    @property
+    def names(self) -> list[str]:
+        return list(self.values)
 
-def detection_metrics(labels, scores) -> dict:
-    """AUROC and average precision (anomaly = positive class, higher score = more anomalous)."""
-    labels = np.asarray(labels)
-    if labels.min() == labels.max():
-        raise ValueError("AUROC needs both normal (0) and anomalous (1) test items")
-    return {"auroc": float(roc_auc_score(labels, scores)),
-            "average_precision": float(average_precision_score(labels, scores))}
+    def auroc(self, name: str | None = None) -> float:
+        """Test AUROC of one score, the headline score by default."""
+        return detection_metrics(self.labels, self[name or self.headline])["auroc"]
 
+    def aurocs(self) -> dict[str, float]:
+        """AUROC of every score, the headline first."""
+        return {name: self.auroc(name) for name in [self.headline] +
+                [n for n in self.values if n != self.headline]}
 
-def metrics_by_anomaly_class(classes, labels, scores) -> dict:
-    """:func:`detection_metrics` of the normal items against each anomaly class alone."""
-    classes, labels, scores = np.asarray(classes), np.asarray(labels), np.asarray(scores)
-    normal = labels == 0
-    return {int(c): detection_metrics(labels[normal | (classes == c)], scores[normal | (classes == c)])
-            for c in np.unique(classes[labels == 1])}
+    def metrics(self, name: str | None = None) -> dict:
+        """AUROC and average precision of one score (the headline by default)."""
+        return detection_metrics(self.labels, self[name or self.headline])
+
+    def by_anomaly_class(self, name: str | None = None) -> dict:
+        """:func:`~companion.metrics.metrics_by_anomaly_class` of one score."""
+        return metrics_by_anomaly_class(self.classes, self.labels, self[name or self.headline])
+
+    def select(self, positions) -> "Scores":
+        """The same scores for a subset of the images (positions into this container)."""
+        positions = np.asarray(positions)
+        pick = lambda value: None if value is None else value[positions]
+        return replace(self, values={n: v[positions] for n, v in self.values.items()},
+                       labels=self.labels[positions], classes=self.classes[positions],
+                       maps=pick(self.maps),
+                       inputs=None if self.inputs is None else self.inputs[torch.as_tensor(positions)],
+                       outputs=None if self.outputs is None else self.outputs[torch.as_tensor(positions)])

@@ -1,4 +1,4 @@
-"""Turning scores into decisions: thresholds, confusion matrices, an interactive explorer.
+"""Turning scores into decisions: thresholds, confusion matrices, decisions at a threshold.
 
 Defined in chapter 04 (scores and thresholds).
 """
@@ -40,11 +40,12 @@ def decision_report(labels, scores, threshold: float) -> dict:
             "false_positive_rate": fp / (fp + tn) if fp + tn else 0.0}
 
 
-def plot_threshold_rows(scores, labels, images, thresholds: dict, captions=None, per_side: int = 3):
+def plot_threshold_rows(scores, labels, images, thresholds: dict, value_range: str, captions=None,
+                        per_side: int = 3):
     """One row per named threshold: its confusion matrix and rates, then the ``per_side`` images
     just below it (kept as normal) and just above it (flagged). Anomalies are framed in red."""
     scores, labels = np.asarray(scores), np.asarray(labels)
-    images = to_display(images.detach().cpu()).mean(dim=1)
+    images = to_display(images, value_range).mean(dim=1)
     order = np.argsort(scores)
     fig, axes = plt.subplots(len(thresholds), 1 + 2 * per_side,
                              figsize=(1.25 * (2.4 + 2 * per_side), 1.75 * len(thresholds) + 0.4),
@@ -80,27 +81,3 @@ def plot_threshold_rows(scores, labels, images, thresholds: dict, captions=None,
     fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.8 / fig.get_figheight(), bottom=0.02,
                         wspace=0.12, hspace=0.55)
     return fig
-
-
-def threshold_explorer(scores, labels, images, captions=None, initial=None):
-    """A slider over thresholds that redraws :func:`plot_threshold_rows` (Jupyter, Colab)."""
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    scores = np.asarray(scores)
-    slider = widgets.FloatSlider(
-        value=float(np.median(scores)) if initial is None else float(initial),
-        min=float(scores.min()), max=float(scores.max()), step=float(np.ptp(scores)) / 200,
-        description="threshold", continuous_update=False, readout_format=".2f",
-        layout=widgets.Layout(width="60%"))
-    output = widgets.Output()
-
-    def redraw(_change=None):
-        with output:
-            output.clear_output(wait=True)
-            display(plot_threshold_rows(scores, labels, images, {"slider": slider.value}, captions))
-            plt.close("all")
-
-    slider.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([slider, output])

@@ -8,17 +8,9 @@ implementation that chapter 05 re-tells (seed 002): 16 base channels, BatchNorm,
 
 from __future__ import annotations
 
-import copy
-import time
-
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
-
-from ..errors import ConfigError
-from ..files import atomic_path
-from ..scores import l1_sum
 
 
 def _conv_block(conv: nn.Module, channels: int) -> list[nn.Module]:
@@ -74,125 +66,24 @@ def add_noise(x: torch.Tensor, noise_std: float) -> torch.Tensor:
     return (x + noise_std * torch.randn_like(x)).clamp(0, 1)
 
 
-def train_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: float) -> dict:
-    """One ALOCC update on a batch of normal images ``x``; chapter 05.
+def discriminator_loss(d, x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """D's loss: real normal images are class 1, R's reconstructions class 0; chapter 05."""
+    real = torch.ones(len(x), dtype=torch.long, device=x.device)
+    return F.cross_entropy(d(x), real) + F.cross_entropy(d(reconstruction), torch.zeros_like(real))
 
-    ``n_dis`` steps of D (real x -> class 1, R(noisy x) -> class 0), each with fresh noise, then
-    one step of R: make D say 1 on R(noisy x), plus ``l2_lambda`` times the MSE to the clean x.
+
+def reconstructor_loss(d, x: torch.Tensor, reconstruction: torch.Tensor,
+                       l2_lambda: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """R's loss: make D say "real" on R(x̃), plus ``l2_lambda`` times the MSE to the clean x.
+
+    Returns (total, adversarial part, MSE part); chapter 05.
     """
     real = torch.ones(len(x), dtype=torch.long, device=x.device)
-    fake = torch.zeros_like(real)
-    for _ in range(n_dis):
-        with torch.no_grad():
-            reconstruction = r(add_noise(x, noise_std))
-        d_loss = F.cross_entropy(d(x), real) + F.cross_entropy(d(reconstruction), fake)
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-    reconstruction = r(add_noise(x, noise_std))
     adversarial = F.cross_entropy(d(reconstruction), real)
     l2 = F.mse_loss(reconstruction, x)
-    r_loss = adversarial + l2_lambda * l2
-    opt_r.zero_grad()
-    r_loss.backward()
-    opt_r.step()
-    return {"d_loss": d_loss.item(), "r_adversarial": adversarial.item(), "r_l2": l2.item()}
+    return adversarial + l2_lambda * l2, adversarial, l2
 
 
-@torch.no_grad()
-def alocc_scores(r, d, loader, device="cpu") -> dict:
-    """Anomaly scores of every test image (higher = more anomalous); chapter 05.
-
-    ``D(x)``: 1 - P(real) that D gives the image itself; ``D(R(x))``: the same for R's
-    reconstruction (the paper's detector); ``R error``: sum of absolute differences |x - R(x)|.
-    Also returns the classes and anomaly labels carried by the loader.
-    """
-    r.to(device).eval()
-    d.to(device).eval()
-    columns = {"D(x)": [], "D(R(x))": [], "R error": [], "classes": [], "labels": []}
-    for images, classes, labels in loader:
-        images = images.to(device)
-        reconstruction = r(images)
-        columns["D(x)"].append(1 - F.softmax(d(images), dim=1)[:, 1])
-        columns["D(R(x))"].append(1 - F.softmax(d(reconstruction), dim=1)[:, 1])
-        columns["R error"].append(l1_sum(images, reconstruction))
-        columns["classes"].append(classes)
-        columns["labels"].append(labels)
-    return {name: torch.cat(values).cpu().numpy() for name, values in columns.items()}
-
-
-def train_alocc(r, d, loader, num_epochs: int, lr: float = 2e-4, noise_std: float = 0.15,
-                n_dis: int = 1, l2_lambda: float = 0.4, device="cpu", progress: bool = True,
-                val_loader=None, after_epoch=None) -> dict:
-    """Train R and D with Adam; chapter 05.
-
-    With ``val_loader`` (held-out *normal* images) the R and D of the epoch with the lowest
-    validation reconstruction error are kept: a stopping rule that needs no anomaly labels.
-    ``after_epoch(epoch, r, d)`` may return a dict of figures to log (e.g. test metrics for a
-    plot); it is never used to choose the epoch. Returns the history of every logged value.
-    """
-    if isinstance(n_dis, bool) or not isinstance(n_dis, int) or n_dis < 1:
-        raise ConfigError(f"N_DIS={n_dis!r}; use a positive integer such as 1")
-    if not 0 <= noise_std:
-        raise ConfigError(f"NOISE_STD={noise_std!r}; use a non-negative number such as 0.15")
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
-        raise ConfigError(f"EPOCHS={num_epochs!r}; use a positive integer such as 10")
-    device = torch.device(device)
-    r.to(device)
-    d.to(device)
-    opt_r = torch.optim.Adam(r.parameters(), lr=lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.5, 0.999))
-    history: dict[str, list] = {}
-    best = (float("inf"), None)
-    start = time.perf_counter()
-    for epoch in tqdm(range(1, num_epochs + 1), desc="epochs", disable=not progress):
-        r.train()
-        d.train()
-        sums: dict[str, float] = {}
-        for images, *_ in loader:
-            for name, value in train_step(r, d, opt_r, opt_d, images.to(device), noise_std,
-                                          n_dis, l2_lambda).items():
-                sums[name] = sums.get(name, 0.0) + value
-        logged = {name: total / len(loader) for name, total in sums.items()}
-        if val_loader is not None:
-            logged["val_l2"] = _mean_reconstruction_error(r, val_loader, device)
-            if logged["val_l2"] < best[0]:
-                best = (logged["val_l2"], (epoch, copy.deepcopy(r.state_dict()),
-                                           copy.deepcopy(d.state_dict())))
-        if after_epoch is not None:
-            logged.update(after_epoch(epoch, r, d))
-        for name, value in {"epoch": epoch, **logged}.items():
-            history.setdefault(name, []).append(value)
-    history["seconds"] = time.perf_counter() - start
-    if best[1] is not None:
-        history["chosen_epoch"], r_state, d_state = best[1]
-        r.load_state_dict(r_state)
-        d.load_state_dict(d_state)
-    r.eval()
-    d.eval()
-    return history
-
-
-@torch.no_grad()
-def _mean_reconstruction_error(r, loader, device) -> float:
-    r.eval()
-    total, count = 0.0, 0
-    for images, *_ in loader:
-        images = images.to(device)
-        total += F.mse_loss(r(images), images, reduction="sum").item() / images[0].numel()
-        count += len(images)
-    return total / count
-
-
-def save_alocc(path, r, d, **extra) -> None:
-    """Save both networks (and plain ``extra`` values) in one file, atomically; chapter 05."""
-    with atomic_path(path) as tmp:
-        torch.save({"reconstructor": r.state_dict(), "discriminator": d.state_dict(), **extra}, tmp)
-
-
-def load_alocc(path, r, d, device="cpu") -> dict:
-    """Load both networks saved by :func:`save_alocc` (tensors and plain values only)."""
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
-    r.load_state_dict(checkpoint["reconstructor"])
-    d.load_state_dict(checkpoint["discriminator"])
-    return checkpoint
+def not_real_probability(d, images: torch.Tensor) -> torch.Tensor:
+    """1 − P(real normal image) that D gives each image: ALOCC's anomaly score; chapter 05."""
+    return 1 - F.softmax(d(images), dim=1)[:, 1]

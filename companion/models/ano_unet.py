@@ -21,7 +21,6 @@ match.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass
 
@@ -32,6 +31,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..settings import (integer, non_negative_number, optional_positive_int, positive_int,
+                        positive_number)
 from .fnet import FeatureNet, check_centre, feature_distance
 
 #: The memory budget of one chunk of U-Nets when neither a batch size nor a budget is given.
@@ -63,8 +64,7 @@ class UNet(nn.Module):
 
     def __init__(self, channels: int = 1, base_channels: int = 8):
         super().__init__()
-        if isinstance(base_channels, bool) or not isinstance(base_channels, int) or base_channels < 1:
-            raise ConfigError(f"UNET_CHANNELS={base_channels!r}; use a positive integer such as 8")
+        positive_int(base_channels, "unet_channels", 8)
         c = base_channels
         self.encoder1 = _conv(channels, c)
         self.encoder2 = _conv(c, 2 * c)
@@ -132,15 +132,10 @@ def _check_settings(images, fnet, centre, beta, num_steps, lr, seed) -> None:
         raise ConfigError(f"images of shape {tuple(images.shape)}; the f-Net takes "
                           f"{fnet.channels} channel(s) and the U-Net's two poolings need a height "
                           "and width divisible by 4 (28x28 works)")
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < math.inf:
-        raise ConfigError(f"BETA={beta!r}; use a non-negative number such as 2 (0 = plain "
-                          "reconstruction, no pull towards C)")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ConfigError(f"STEPS={num_steps!r}; use a positive integer such as 40")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
-        raise ConfigError(f"LR={lr!r}; use a positive number such as 0.01")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"SEED={seed!r}; use an integer such as 0")
+    non_negative_number(beta, "beta", 2)
+    positive_int(num_steps, "steps", 40)
+    positive_number(lr, "lr", 0.01)
+    integer(seed, "SEED")
     check_centre(fnet, centre)
 
 
@@ -225,15 +220,8 @@ def images_per_chunk(num_images: int, batch_size: int | None = None,
     the budget is :data:`DEFAULT_MEMORY_BUDGET_BYTES`. A budget smaller than one image still
     trains one image at a time: nothing smaller exists.
     """
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise ConfigError(f"UNET_BATCH_SIZE={batch_size!r}; use a positive integer such as 64, "
-                          "or None to size the chunks by the memory budget")
-    if memory_budget_bytes is not None and (isinstance(memory_budget_bytes, bool) or not
-                                            isinstance(memory_budget_bytes, int)
-                                            or memory_budget_bytes < 1):
-        raise ConfigError(f"a memory budget of {memory_budget_bytes!r} bytes; use a positive "
-                          "budget such as MEMORY_BUDGET_MB = 1024 (1 GiB), or None")
+    optional_positive_int(batch_size, "unet_batch_size", 64)
+    optional_positive_int(memory_budget_bytes, "memory budget in bytes", 2**30)
     if batch_size is None and memory_budget_bytes is None:
         memory_budget_bytes = DEFAULT_MEMORY_BUDGET_BYTES
     chunk = num_images if batch_size is None else min(num_images, batch_size)
@@ -296,23 +284,3 @@ def optimise_batched(images: torch.Tensor, fnet: FeatureNet, centre: torch.Tenso
             lc_scores.append(outputs[2])
     return _result(images.cpu(), torch.cat(generated), torch.cat(pixel_scores),
                    torch.cat(lc_scores), chunk, start)
-
-
-def ano_unet_scores(fnet: FeatureNet, centre: torch.Tensor, loader, beta: float = 2.0,
-                    num_steps: int = 40, lr: float = 0.01, seed: int = 0, base_channels: int = 8,
-                    batch_size: int | None = None, memory_budget_bytes: int | None = None,
-                    device="cpu", progress: bool = True) -> dict:
-    """Ano-Unet over a loader of ``(image, class, label)`` batches, as NumPy arrays.
-
-    Defined in chapter 06. The loader only delivers the images; :func:`optimise_batched` trains
-    the U-Nets in its own chunks. Returns the scores ``"pixel difference"`` (L_R) and ``"L_C"``,
-    higher = more anomalous, with ``"heatmaps"``, ``"generated"``, ``"classes"`` and
-    ``"labels"``.
-    """
-    batches = [(x, torch.as_tensor(c), torch.as_tensor(y)) for x, c, y, *_ in loader]
-    images, classes, labels = (torch.cat(column) for column in zip(*batches))
-    fit = optimise_batched(images, fnet, centre, beta, num_steps, lr, seed, base_channels,
-                           batch_size, memory_budget_bytes, device, progress)
-    return {"pixel difference": fit.pixel_score.numpy(), "L_C": fit.lc_score.numpy(),
-            "heatmaps": fit.heatmaps.numpy(), "generated": fit.generated.numpy(),
-            "classes": classes.numpy(), "labels": labels.numpy()}

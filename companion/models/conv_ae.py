@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .dense_ae import OUTPUT_ACTIVATIONS
+from .dense_ae import OUTPUT_ACTIVATIONS, DenseAutoencoder
 
 
 class ConvAutoencoder(nn.Module):
@@ -53,12 +53,6 @@ class ConvAutoencoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
 
-    @staticmethod
-    def loss(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-        """Training loss: mean squared error, as for the dense model."""
-        return nn.functional.mse_loss(reconstruction, x)
-
-    @staticmethod
-    def anomaly_map(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-        """Per-pixel absolute difference, summed over channels: shape (N, H, W)."""
-        return (x - reconstruction).abs().sum(dim=1)
+    # The dense model's training loss (MSE) and anomaly map (|x - x̂| summed over channels).
+    loss = staticmethod(DenseAutoencoder.loss)
+    anomaly_map = staticmethod(DenseAutoencoder.anomaly_map)

@@ -12,30 +12,16 @@ Images are in [0, 1], as for ALOCC in chapter 05: use ``image_transform(1, "[0, 
 
 from __future__ import annotations
 
-import math
-import time
-
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from ..data import ClassSubset, dataset_info, image_transform, load_dataset
 from ..errors import ConfigError
+from ..settings import positive_int, positive_number
 
 #: Reference (b) of chapter 06: the f-Net learns on another dataset, never on the one under test.
 REFERENCE_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
-
-
-def _check_positive_int(value, parameter: str, example: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{parameter}={value!r}; use a positive integer such as {example}")
-
-
-def _check_positive_number(value, parameter: str, example: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ConfigError(f"{parameter}={value!r}; use a positive number such as {example}")
 
 
 def check_centre(net: FeatureNet, centre) -> None:
@@ -46,8 +32,7 @@ def check_centre(net: FeatureNet, centre) -> None:
     """
     if not torch.is_tensor(centre) or tuple(centre.shape) != (net.feature_dim,):
         raise ConfigError(f"centre of shape {tuple(getattr(centre, 'shape', ()))}, but the f-Net "
-                          f"has feature_dim={net.feature_dim}; compute C with "
-                          "feature_centre(fnet, normal_loader)")
+                          f"has feature_dim={net.feature_dim}; compute C with the same f-Net")
 
 
 class FeatureNet(nn.Module):
@@ -64,13 +49,13 @@ class FeatureNet(nn.Module):
     def __init__(self, channels: int = 1, num_classes: int = 9, feature_dim: int = 32,
                  alpha: float = 16.0, base_channels: int = 16):
         super().__init__()
-        _check_positive_int(channels, "channels", 1)
-        _check_positive_int(feature_dim, "FEATURE_DIM", 32)
-        _check_positive_int(base_channels, "FNET_CHANNELS", 16)
+        positive_int(channels, "channels", 1)
+        positive_int(feature_dim, "feature_dim", 32)
+        positive_int(base_channels, "base_channels", 16)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ConfigError(f"num_classes={num_classes!r}; metric learning needs at least 2 "
                               "reference classes to tell apart")
-        _check_positive_number(alpha, "ALPHA", "16")
+        positive_number(alpha, "alpha", 16)
         c = base_channels
         self.channels = channels
         self.num_classes = num_classes
@@ -111,85 +96,12 @@ def class_targets(labels, classes) -> torch.Tensor:
     return matches.long().argmax(dim=1)
 
 
-def train_fnet(net: FeatureNet, loader, num_epochs: int, lr: float = 1e-3, device="cpu",
-               classes=None, progress: bool = True) -> dict:
-    """Train f by cross-entropy on its L2-softmax logits, with Adam.
-
-    Defined in chapter 06. ``loader`` yields ``(images, class ids, ...)`` of labelled reference
-    images. ``classes`` lists the class ids in logit order (see :func:`class_targets`);
-    ``None`` takes the loader's own class ids, sorted, so any labelled dataset will do. Returns
-    ``{"loss": [...], "accuracy": [...], "classes": [...], "seconds": s}`` with the mean loss
-    and training accuracy per epoch. The net ends in eval mode.
-    """
-    _check_positive_int(num_epochs, "FNET_EPOCHS", 5)
-    _check_positive_number(lr, "FNET_LR", "1e-3")
-    if classes is None:
-        classes = torch.unique(torch.cat([torch.as_tensor(labels) for _, labels, *_ in loader]))
-    classes = [int(c) for c in classes]
-    if len(classes) != net.num_classes or len(set(classes)) != len(classes):
-        raise ConfigError(f"classes={classes}: the FeatureNet has num_classes={net.num_classes}, "
-                          "so list that many distinct class ids, one per logit")
-    device = torch.device(device)
-    net.to(device).train().requires_grad_(True)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    history = {"loss": [], "accuracy": [], "classes": classes}
-    start = time.perf_counter()
-    for _ in tqdm(range(num_epochs), desc="f-Net epochs", disable=not progress):
-        total, correct, count = 0.0, 0, 0
-        for images, labels, *_ in loader:
-            images, targets = images.to(device), class_targets(labels, classes).to(device)
-            logits = net(images)
-            loss = F.cross_entropy(logits, targets)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(images)
-            correct += int((logits.argmax(dim=1) == targets).sum())
-            count += len(images)
-        history["loss"].append(total / count)
-        history["accuracy"].append(correct / count)
-    net.eval()
-    history["seconds"] = time.perf_counter() - start
-    return history
-
-
 def feature_distance(net: FeatureNet, images: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
     """Σ|f(x) − C| per image: the L1 distance of each feature to the centre.
 
     Defined in chapter 06; it is Ano-Unet's L_C when ``images`` are the U-Net's outputs.
     """
     return (net.features(images) - centre).abs().sum(dim=1)
-
-
-@torch.no_grad()
-def feature_centre(net: FeatureNet, loader, device="cpu") -> torch.Tensor:
-    """C: the mean of f over the (normal) images of ``loader``, shape (feature_dim,).
-
-    Defined in chapter 06. The mean of vectors of length ``alpha`` is shorter than ``alpha``;
-    it is kept as it is, as the point the normal images' features are closest to on average.
-    """
-    net.to(device).eval()
-    total, count = 0.0, 0
-    for images, *_ in loader:
-        total = total + net.features(images.to(device)).sum(dim=0)
-        count += len(images)
-    if count == 0:
-        raise ConfigError("the loader for the centre C is empty; give it the normal training images")
-    return total / count
-
-
-@torch.no_grad()
-def centre_distance_scores(net: FeatureNet, centre: torch.Tensor, loader, device="cpu") -> np.ndarray:
-    """Σ|f(x) − C| of every image of ``loader``, higher = more anomalous.
-
-    Defined in chapter 06. A detector on its own, without any U-Net: the DOC-style score that
-    the seed uses to pick the images worth visualising.
-    """
-    check_centre(net, centre)
-    net.to(device).eval()
-    centre = centre.to(device)
-    return torch.cat([feature_distance(net, images.to(device), centre).cpu()
-                      for images, *_ in loader]).numpy()
 
 
 def other_dataset_reference(dataset: str, size: int, seed: int = 0, data_dir="data",
@@ -206,4 +118,5 @@ def other_dataset_reference(dataset: str, size: int, seed: int = 0, data_dir="da
     other = REFERENCE_DATASET[name]
     images, _ = load_dataset(other, True, data_dir, image_transform(1, "[0, 1]"),
                              download_first, verbose=False)
-    return ClassSubset(images, range(dataset_info(other).num_classes)).sample(size, seed)
+    return ClassSubset(images, range(dataset_info(other).num_classes),
+                       value_range="[0, 1]").sample(size, seed)

@@ -1,0 +1,88 @@
+"""The benchmark's one record, a CSV file of runs, and the summaries chapters print from it.
+
+Defined in chapter 07. One row per finished run; the file is rewritten atomically with each new
+row, so an interrupted benchmark leaves a whole file behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..files import atomic_path
+from ..metrics import format_table
+
+COLUMNS = ["model", "dataset", "normal_class", "seed", "auroc", "score", "auroc_by_score",
+           "seconds", "train_size", "test_size", "train_source", "device", "settings"]
+
+
+def run_key(row: dict) -> tuple:
+    """What makes two runs the same run (settings included); chapter 07."""
+    return (row["model"], row["dataset"], int(row["normal_class"]), int(row["seed"]),
+            row["settings"])
+
+
+def read_rows(path) -> list[dict]:
+    """The rows of a benchmark CSV file (none if it does not exist yet); chapter 07."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    for row in rows:
+        row["normal_class"], row["seed"] = int(row["normal_class"]), int(row["seed"])
+        row["auroc"], row["seconds"] = float(row["auroc"]), float(row["seconds"])
+        row["train_size"], row["test_size"] = int(row["train_size"]), int(row["test_size"])
+        row["auroc_by_score"] = json.loads(row["auroc_by_score"])
+    return rows
+
+
+def append_row(path, row: dict) -> None:
+    """Rewrite the file with one more row, atomically: a crash leaves the old file whole."""
+    rows = read_rows(path) + [row]
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, COLUMNS)
+        writer.writeheader()
+        for each in rows:
+            writer.writerow({**each, "auroc_by_score": json.dumps(each["auroc_by_score"])})
+
+
+def summarise(rows, score: str | None = None) -> dict:
+    """Mean and sample standard deviation of AUROC over seeds, per (model, dataset, class).
+
+    ``score`` picks an entry of ``auroc_by_score`` instead of the headline score. Returns
+    ``{(model, dataset): {normal_class: (mean, std, number_of_seeds)}}``; the std is NaN for a
+    single seed.
+    """
+    values: dict = {}
+    for row in rows:
+        auroc = row["auroc"] if score is None else row["auroc_by_score"][score]
+        values.setdefault((row["model"], row["dataset"]), {}).setdefault(
+            row["normal_class"], []).append(auroc)
+    return {key: {c: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"),
+                      len(v))
+                  for c, v in sorted(per_class.items())}
+            for key, per_class in values.items()}
+
+
+def class_table(summary: dict, dataset: str, published: dict | None = None) -> str:
+    """Per-class AUROC (%) of every model of ``dataset``: mean ± std over seeds, and the mean
+    over classes; ``published`` rows (name -> ten values in %) go underneath; chapter 07."""
+    rows = {}
+    for (model, d), per_class in summary.items():
+        if d == dataset:
+            rows[model] = {c: f"{100 * m:.1f}±{100 * s:.1f}" if s == s else f"{100 * m:.1f}"
+                           for c, (m, s, _) in per_class.items()}
+            rows[model]["mean"] = f"{100 * np.mean([m for m, _, _ in per_class.values()]):.2f}"
+    for name, values in (published or {}).items():
+        rows[name] = {**{c: f"{v:.1f}" for c, v in enumerate(values)}, "mean": f"{np.mean(values):.2f}"}
+    classes = sorted({c for cells in rows.values() for c in cells if c != "mean"})
+    return format_table(rows, classes + ["mean"], "model", width=11)
+
+
+def mean_over_classes(per_class: dict) -> float:
+    """The mean over classes of the per-class mean AUROC of one (model, dataset)."""
+    return float(np.mean([mean for mean, _, _ in per_class.values()]))

@@ -1,0 +1,131 @@
+"""The one-class benchmark runner of chapter 07.
+
+Each class of a dataset in turn is the normal class, every other class an anomaly; a detector
+trains on the normal class alone and is scored on the whole test split (or a random part of it
+where a model's settings say so). One run is one (model, dataset, normal class, seed,
+settings); every model goes through the same :func:`run_one`: ``make``, ``fit``, ``score``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from ..data import check_classes, dataset_info, one_class_split
+from ..detectors import REGISTRY, make
+from ..engine import resolve_device
+from ..errors import ConfigError
+from ..settings import optional_positive_int
+from .results import append_row, read_rows, run_key
+
+#: Settings of the run itself rather than of the detector: held-out normals, data sizes.
+RUN_SETTINGS = ("val_fraction", "max_train", "test_size")
+
+
+@dataclass(frozen=True)
+class BenchmarkModel:
+    """A benchmark entry: a registered detector and the settings it runs with; chapter 07."""
+
+    detector: str
+    settings: dict = field(default_factory=dict)
+
+    def defaults(self) -> dict:
+        """Every setting of a run, detector defaults filled in, headline score named."""
+        detector = REGISTRY[self.detector]
+        chosen = {name: setting.default for name, setting in detector.SETTINGS.items()
+                  if name not in ("data_dir", "reference", "fnet")}
+        return {**chosen, **self.settings, "score": detector.headline}
+
+
+MODELS: dict[str, BenchmarkModel] = {
+    "dense_ae": BenchmarkModel("dense_ae", {"latent_dim": 32, "epochs": 20}),
+    "conv_ae": BenchmarkModel("conv_ae", {"latent_dim": 32, "epochs": 20}),
+    "alocc": BenchmarkModel("alocc", {"val_fraction": 0.2}),
+    # Chapter 06's f-Net alone, strictly one-class (features from the other dataset) ...
+    "fnet_distance": BenchmarkModel("fnet_distance"),
+    # ... and with the normal images as an extra class among the reference ones.
+    "fnet_oe": BenchmarkModel("fnet_oe"),
+    # A U-Net per test image costs seconds on a CPU: a random 500 test images per run.
+    "ano_unet": BenchmarkModel("ano_unet", {"test_size": 500}),
+}
+
+
+def _settings(model: str, overrides: dict) -> dict:
+    unknown = sorted(set(overrides) - {"epochs", "max_train", "test_size"})
+    if unknown:
+        raise ConfigError(f"unknown benchmark setting(s) {unknown}; the runner overrides only "
+                          "epochs, max_train and test_size")
+    settings = MODELS[model].defaults()
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        optional_positive_int(value, name)
+        # An f-Net's epochs are the epochs of a model that trains one (Ano-Unet).
+        target = name if name in settings or name != "epochs" else "fnet_epochs"
+        settings[target] = value
+    return settings
+
+
+def planned_runs(models, datasets, classes, seeds, overrides=None) -> list[dict]:
+    """Every run the arguments ask for, checked before anything trains; chapter 07.
+
+    ``classes=None`` means every class of each dataset.
+    """
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {unknown}; known: {sorted(MODELS)}")
+    if not models or not datasets or not seeds:
+        raise ConfigError("name at least one model, one dataset and one seed")
+    runs = []
+    for dataset in datasets:
+        info = dataset_info(dataset)
+        normal_classes = (range(info.num_classes) if classes is None
+                          else check_classes(info, list(classes), "--classes"))
+        for model in models:
+            settings = json.dumps(_settings(model, overrides or {}), sort_keys=True)
+            runs += [{"model": model, "dataset": info.name, "normal_class": c, "seed": s,
+                      "settings": settings} for c in normal_classes for s in seeds]
+    return runs
+
+
+def run_one(run: dict, data_dir="data", device="auto") -> dict:
+    """Train and score one planned run; return its row. The one code path of every model."""
+    settings = json.loads(run["settings"])
+    detector_name = MODELS[run["model"]].detector
+    known = REGISTRY[detector_name].SETTINGS
+    detector = make(detector_name, device=device, seed=run["seed"], progress=False,
+                    **{k: v for k, v in settings.items() if k in known},
+                    **({"data_dir": str(data_dir)} if "data_dir" in known else {}))
+    split = one_class_split(run["dataset"], [run["normal_class"]], None, data_dir,
+                            value_range=detector.value_ranges[0], verbose=False,
+                            val_fraction=settings.get("val_fraction", 0.0), seed=run["seed"])
+    if settings.get("max_train"):
+        split.train = split.train.sample(settings["max_train"], run["seed"])
+    if settings.get("test_size"):
+        split.test = split.test.sample(settings["test_size"], run["seed"])
+    start = time.perf_counter()
+    detector.fit(split.train, val=split.val)
+    scores = detector.score(split.test)
+    aurocs = scores.aurocs()
+    return {**run, "auroc": aurocs[scores.headline], "score": scores.headline,
+            "auroc_by_score": aurocs, "seconds": round(time.perf_counter() - start, 2),
+            "train_size": len(split.train), "test_size": len(split.test),
+            "train_source": split.train_source, "device": str(detector.device)}
+
+
+def run_benchmark(out, models, datasets, classes=None, seeds=(0,), overrides=None,
+                  data_dir="data", device="auto", progress=True) -> list[dict]:
+    """Run every planned run that ``out`` does not hold yet; return all rows; chapter 07."""
+    runs = planned_runs(models, datasets, classes, seeds, overrides)
+    device = resolve_device(device)
+    done = {run_key(row) for row in read_rows(out)}
+    todo = [run for run in runs if run_key(run) not in done]
+    if progress:
+        print(f"{len(runs)} runs planned, {len(runs) - len(todo)} already in {out}, "
+              f"{len(todo)} to do", flush=True)
+    for run in tqdm(todo, desc="benchmark runs", disable=not progress):
+        append_row(out, run_one(run, data_dir, device))
+    return read_rows(out)

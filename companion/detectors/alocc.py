@@ -1,0 +1,101 @@
+"""ALOCC as a detector: R and D trained against each other on normal images; chapter 05.
+
+The headline score is the paper's, D(R(x)): 1 − the probability that D calls R's
+reconstruction a real normal image. D(x) and R's reconstruction error |x − R(x)| come along as
+what they are: D alone, and R used as a plain autoencoder.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..engine import History, train_epochs
+from ..models.alocc import (Discriminator, Reconstructor, add_noise, discriminator_loss,
+                            not_real_probability, reconstructor_loss)
+from ..scores import Scores, l1_sum, mse
+from ..settings import Setting, non_negative_number, positive_int, positive_number
+from .base import EVALUATION_BATCH_SIZE, Detector
+
+
+def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: float) -> dict:
+    """One ALOCC update on a batch of normal images ``x`` (the seed's ``update_core``).
+
+    Defined in chapter 05. ``n_dis`` steps of D (real x -> class 1, R(noisy x) -> class 0),
+    each with fresh noise, then one step of R on :func:`reconstructor_loss`.
+    """
+    for _ in range(n_dis):
+        with torch.no_grad():
+            reconstruction = r(add_noise(x, noise_std))
+        d_loss = discriminator_loss(d, x, reconstruction)
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+    r_loss, adversarial, l2 = reconstructor_loss(d, x, r(add_noise(x, noise_std)), l2_lambda)
+    opt_r.zero_grad()
+    r_loss.backward()
+    opt_r.step()
+    return {"d_loss": d_loss.item(), "r_adversarial": adversarial.item(), "r_l2": l2.item()}
+
+
+class ALOCCDetector(Detector):
+    """R (denoising conv AE) and D (conv classifier), Adam with β1 = 0.5; chapter 05.
+
+    With validation images, the epoch of the lowest reconstruction error of R on them is kept:
+    chosen without any anomaly. ``score`` gives ``"D(R(x))"`` (headline), ``"D(x)"`` and
+    ``"R error"``, R(x) as ``outputs`` and |x − R(x)| as ``maps``.
+    """
+
+    name = "alocc"
+    headline = "D(R(x))"
+    value_ranges = ("[0, 1]",)  # R ends in a sigmoid and the noise is clipped to [0, 1]
+    SETTINGS = {
+        "epochs": Setting(10, positive_int, 10),
+        "batch_size": Setting(16, positive_int, 16),
+        "lr": Setting(1e-3, positive_number, 1e-3),
+        "noise_std": Setting(0.15, non_negative_number, 0.15),
+        "n_dis": Setting(1, positive_int, 1),
+        "l2_lambda": Setting(0.4, non_negative_number, 0.4),
+    }
+
+    def _build(self) -> None:
+        channels = self.image_shape[0]
+        self.r = Reconstructor(channels).to(self.device)
+        self.d = Discriminator(channels).to(self.device)
+
+    def _fit(self, train, val_images, after_epoch=None) -> History:
+        s = self.settings
+        opt_r = torch.optim.Adam(self.r.parameters(), lr=s["lr"], betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(self.d.parameters(), lr=s["lr"], betas=(0.5, 0.999))
+
+        def step(images, *_):
+            return alocc_step(self.r, self.d, opt_r, opt_d, images, s["noise_std"], s["n_dis"],
+                              s["l2_lambda"])
+
+        validate = self._validation(val_images, lambda x: mse(x, self.r(x)))
+        return train_epochs(step, self._loader(train, shuffle=True), s["epochs"],
+                            {"r": self.r, "d": self.d}, self.device, validate, after_epoch,
+                            self.progress)
+
+    @torch.no_grad()
+    def _score(self, images, classes, labels) -> Scores:
+        self.r.eval()
+        self.d.eval()
+        columns = {"D(R(x))": [], "D(x)": [], "R error": [], "outputs": []}
+        for chunk in images.split(EVALUATION_BATCH_SIZE):
+            chunk = chunk.to(self.device)
+            reconstruction = self.r(chunk)
+            columns["D(R(x))"].append(not_real_probability(self.d, reconstruction).cpu())
+            columns["D(x)"].append(not_real_probability(self.d, chunk).cpu())
+            columns["R error"].append(l1_sum(chunk, reconstruction).cpu())
+            columns["outputs"].append(reconstruction.cpu())
+        outputs = torch.cat(columns.pop("outputs"))
+        return self._scores({name: torch.cat(v).numpy() for name, v in columns.items()},
+                            classes, labels, maps=(images - outputs).abs().sum(dim=1).numpy(),
+                            inputs=images, outputs=outputs)
+
+    def _state(self) -> dict:
+        return {"r": self.r.state_dict(), "d": self.d.state_dict()}
+
+    def _load_state(self, state: dict) -> None:
+        self.r.load_state_dict(state["r"])
+        self.d.load_state_dict(state["d"])

@@ -1,0 +1,89 @@
+"""Ano-Unet as a detector: a frozen f-Net and a fresh U-Net per test image; chapter 06.
+
+``fit`` trains the f-Net and its centre C on the normal images (or takes an f-Net detector
+that is already fitted); ``score`` trains one U-Net per scored image with
+L = Σ|x − G(x)| + β·Σ|f(G(x)) − C|, many at once (:func:`~companion.models.ano_unet.optimise_batched`).
+The headline score is how much G had to change the image, ``"pixel difference"`` = Σ|x − G(x)|;
+``"L_C"`` and the f-Net's own ``"centre distance"`` come along, the heatmaps |x − G(x)| are the
+maps and G(x) the outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..engine import History
+from ..errors import ConfigError
+from ..models.ano_unet import optimise_batched
+from ..scores import Scores
+from ..settings import Setting, non_negative_number, optional_positive_int, positive_int, positive_number
+from .base import Detector
+from .fnet import FNET_SETTINGS, FNetDetector
+
+# The f-Net's own training settings, renamed where the U-Net has a setting of the same name.
+_FNET_NAMES = {"epochs": "fnet_epochs", "lr": "fnet_lr", "batch_size": "fnet_batch_size"}
+
+
+def check_fnet(value, name: str, example=None):
+    if value is None or (isinstance(value, FNetDetector) and value.image_shape is not None):
+        return value
+    raise ConfigError(f"{name}={value!r}; use None (fit trains an f-Net) or a fitted "
+                      "fnet_distance detector")
+
+
+class AnoUnetDetector(Detector):
+    """Seed 003's method; chapter 06."""
+
+    name = "ano_unet"
+    headline = "pixel difference"
+    value_ranges = ("[0, 1]",)
+    SETTINGS = {
+        "fnet": Setting(None, check_fnet),
+        **{_FNET_NAMES.get(name, name): setting for name, setting in FNET_SETTINGS.items()
+           if name != "outlier_exposure"},
+        "beta": Setting(10.0, non_negative_number, 10.0),
+        "steps": Setting(40, positive_int, 40),
+        "lr": Setting(0.01, positive_number, 0.01),
+        "unet_channels": Setting(8, positive_int, 8),
+        "unet_batch_size": Setting(None, optional_positive_int, 64),  # None: by memory budget
+        "memory_budget_mb": Setting(1024, optional_positive_int, 1024),
+    }
+
+    def _fnet_settings(self) -> dict:
+        inverse = {new: old for old, new in _FNET_NAMES.items()}
+        return {inverse.get(name, name): self.settings[name] for name in self.SETTINGS
+                if inverse.get(name, name) in FNET_SETTINGS and name != "fnet"}
+
+    def _build(self) -> None:
+        self.fnet = self.settings["fnet"] or FNetDetector(
+            device=self.device, seed=self.seed, progress=self.progress, **self._fnet_settings())
+
+    def _fit(self, train, val_images, after_epoch=None) -> History:
+        if self.fnet.image_shape is not None and self.settings["fnet"] is not None:
+            return self.fnet.history or History()
+        return self.fnet.fit(train, after_epoch=after_epoch)
+
+    def _score(self, images, classes, labels) -> Scores:
+        s = self.settings
+        budget = None if s["memory_budget_mb"] is None else s["memory_budget_mb"] * 2**20
+        result = optimise_batched(images, self.fnet.net, self.fnet.centre, s["beta"], s["steps"],
+                                  s["lr"], self.seed, s["unet_channels"], s["unet_batch_size"],
+                                  budget, self.device, self.progress)
+        self.last_result = result  # chunk size and seconds, for the chapter's timing
+        values = {"pixel difference": result.pixel_score.numpy(), "L_C": result.lc_score.numpy(),
+                  "centre distance": self.fnet.centre_distance(images).numpy()}
+        return self._scores(values, classes, labels, maps=result.heatmaps.numpy(),
+                            inputs=images, outputs=result.generated)
+
+    def _plain_settings(self) -> dict:
+        plain = {name: value for name, value in self.settings.items() if name != "fnet"}
+        if plain["reference"] != "other-dataset":
+            del plain["reference"]
+        return plain
+
+    def _state(self) -> dict:
+        return {"fnet": self.fnet._state(), "fnet_image_shape": list(self.fnet.image_shape)}
+
+    def _load_state(self, state: dict) -> None:
+        self.fnet.image_shape, self.fnet.value_range = tuple(state["fnet_image_shape"]), "[0, 1]"
+        self.fnet._load_state(state["fnet"])

@@ -1,0 +1,101 @@
+"""Autoencoders as detectors: the dense model of chapter 02 and the convolutional one of 03.
+
+Trained on the mean squared error, so the headline score is the same error per image
+(``"mse"``); the other score functions of chapter 04 come along for comparison, and the anomaly
+map is |x − x̂| summed over channels.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..engine import History, train_epochs
+from ..models import ConvAutoencoder, DenseAutoencoder
+from ..scores import Scores, mse, reconstruction_scores
+from ..settings import Setting, optional_positive_int, positive_int, positive_number
+from .base import EVALUATION_BATCH_SIZE, Detector
+
+_TRAINING = {
+    "epochs": Setting(20, positive_int, 20),
+    "batch_size": Setting(16, positive_int, 16),
+    "lr": Setting(1e-3, positive_number, 1e-3),
+}
+
+
+class AutoencoderDetector(Detector):
+    """An autoencoder trained on normal images with Adam on the MSE; score = its error.
+
+    Defined in chapter 02. With validation images the epoch of the lowest validation MSE is
+    kept. ``score`` returns every score of :data:`companion.scores.SCORE_FUNCTIONS`, the
+    reconstructions as ``outputs`` and |x − x̂| as ``maps``.
+    """
+
+    headline = "mse"
+
+    def _network(self):
+        raise NotImplementedError
+
+    def _build(self) -> None:
+        self.net = self._network().to(self.device)
+
+    def _fit(self, train, val_images, after_epoch=None) -> History:
+        net = self.net
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.settings["lr"])
+
+        def step(images, *_):
+            loss = net.loss(images, net(images))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return {"loss": loss.item()}
+
+        validate = self._validation(val_images, lambda x: mse(x, net(x)))
+        return train_epochs(step, self._loader(train, shuffle=True), self.settings["epochs"],
+                            {"net": net}, self.device, validate, after_epoch, self.progress)
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """x̂ for a batch of images, on the CPU."""
+        self.net.eval()
+        return torch.cat([self.net(chunk.to(self.device)).cpu()
+                          for chunk in images.split(EVALUATION_BATCH_SIZE)])
+
+    def _score(self, images, classes, labels) -> Scores:
+        outputs = self.reconstruct(images)
+        return self._scores(reconstruction_scores(images, outputs, self.value_range), classes,
+                            labels, maps=self.net.anomaly_map(images, outputs).numpy(),
+                            inputs=images, outputs=outputs)
+
+    def _state(self) -> dict:
+        return {"net": self.net.state_dict()}
+
+    def _load_state(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+
+
+class DenseAEDetector(AutoencoderDetector):
+    """The dense autoencoder of chapter 02 (784-256-128-z)."""
+
+    name = "dense_ae"
+    SETTINGS = {"latent_dim": Setting(32, positive_int, 32), **_TRAINING}
+
+    def _network(self):
+        return DenseAutoencoder(self.settings["latent_dim"], self.image_shape, self.value_range)
+
+
+class ConvAEDetector(AutoencoderDetector):
+    """The convolutional autoencoder of chapter 03; ``latent_dim=None`` is fully convolutional."""
+
+    name = "conv_ae"
+    SETTINGS = {"latent_dim": Setting(32, optional_positive_int, 32),
+                "base_channels": Setting(16, positive_int, 16), **_TRAINING}
+
+    def _network(self):
+        return ConvAutoencoder(self.settings["latent_dim"], self.image_shape,
+                               self.settings["base_channels"], self.value_range)
+
+    def bottleneck_size(self) -> int:
+        """How many numbers pass the narrowest point (the feature maps if fully convolutional)."""
+        with torch.no_grad():
+            return int(self.net.encoder(torch.zeros(1, *self.image_shape,
+                                                    device=self.device)).numel())

@@ -1,0 +1,153 @@
+"""The f-Net alone as a detector: distance of an image's features to the normal centre C.
+
+Defined in chapter 06. f (:class:`~companion.models.FeatureNet`) learns features by metric
+learning on labelled *reference* images, never on the anomalies under test; C is the mean
+feature of the normal training images, and Σ|f(x) − C| is the score (the DOC-style detector of
+seed 003). With ``outlier_exposure`` the normal training images join the reference images as
+one more class, so f also learns to tell them from everything else; ``"1 - P(normal)"`` is
+then a second score.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+from torch.utils.data import TensorDataset
+
+from ..engine import History, in_memory, make_loader, train_epochs
+from ..errors import ConfigError
+from ..models.fnet import FeatureNet, class_targets, feature_distance, other_dataset_reference
+from ..scores import Scores
+from ..settings import Setting, flag, optional_positive_int, positive_int, positive_number
+from .base import EVALUATION_BATCH_SIZE, Detector
+
+#: ``reference`` value for the dataset paired with the training data's (MNIST <-> Fashion-MNIST).
+OTHER_DATASET = "other-dataset"
+
+
+def check_reference(value, name: str, example=None):
+    """``"other-dataset"``, or labelled reference images (a ClassSubset in [0, 1])."""
+    if value == OTHER_DATASET or hasattr(value, "tensors"):
+        return value
+    raise ConfigError(f"{name}={value!r}; use {OTHER_DATASET!r} or a ClassSubset of labelled "
+                      "reference images (never the anomaly classes under test)")
+
+
+FNET_SETTINGS = {
+    "reference": Setting(OTHER_DATASET, check_reference),
+    "reference_images": Setting(3000, positive_int, 3000),
+    "epochs": Setting(5, positive_int, 5),
+    "batch_size": Setting(64, positive_int, 64),
+    "lr": Setting(1e-3, positive_number, 1e-3),
+    "feature_dim": Setting(32, positive_int, 32),
+    "alpha": Setting(16.0, positive_number, 16.0),
+    "centre_images": Setting(None, optional_positive_int, 1000),  # None: every training image
+    "outlier_exposure": Setting(False, flag),
+    "data_dir": Setting("data", lambda v, n, e=None: str(v)),     # where the other dataset is
+}
+
+
+class FNetDetector(Detector):
+    """Centre distance of f-Net features; chapter 06. Headline: ``"centre distance"``."""
+
+    name = "fnet_distance"
+    headline = "centre distance"
+    value_ranges = ("[0, 1]",)
+    SETTINGS = FNET_SETTINGS
+
+    def _reference(self, train) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labelled reference images and their class ids, the normal images added under OE."""
+        s = self.settings
+        reference = s["reference"]
+        if reference == OTHER_DATASET:
+            if train.dataset_name is None:
+                raise ConfigError("reference='other-dataset' needs training data from a dataset "
+                                  "the companion knows (mnist, fashion-mnist)")
+            reference = other_dataset_reference(train.dataset_name, s["reference_images"],
+                                                self.seed, s["data_dir"])
+        images, classes, _ = in_memory(reference).tensors
+        if s["outlier_exposure"]:
+            # As many normal images as a reference class has, labelled as one more class.
+            normal_class = int(classes.max()) + 1
+            normal = in_memory(train.sample(len(images) // normal_class, self.seed)).tensors[0]
+            images = torch.cat([images, normal])
+            classes = torch.cat([classes, torch.full((len(normal),), normal_class)])
+        return images, classes
+
+    def _build(self) -> None:
+        pass  # the number of classes is known only once the reference images are
+
+    def _make_net(self, num_classes: int) -> None:
+        s = self.settings
+        self.net = FeatureNet(self.image_shape[0], num_classes, s["feature_dim"], s["alpha"])
+        self.net.to(self.device)
+
+    def _fit(self, train, val_images, after_epoch=None) -> History:
+        images, classes = self._reference(train)
+        self.classes = torch.unique(classes).tolist()
+        self._make_net(len(self.classes))
+        net = self.net
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.settings["lr"])
+
+        def step(x, labels):
+            logits = net(x)
+            targets = class_targets(labels.cpu(), self.classes).to(x.device)
+            loss = F.cross_entropy(logits, targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return {"loss": loss.item(), "accuracy": (logits.argmax(1) == targets).float().mean().item()}
+
+        loader = make_loader(TensorDataset(images, classes), self.settings["batch_size"],
+                             shuffle=True, seed=self.seed)
+        history = train_epochs(step, loader, self.settings["epochs"], {"f": net}, self.device,
+                               None, after_epoch, self.progress, desc="f-Net epochs")
+        centre_data = train if self.settings["centre_images"] is None else \
+            train.sample(self.settings["centre_images"], self.seed)
+        self.centre = self.features(in_memory(centre_data).tensors[0]).mean(dim=0)
+        return history
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """f(x) of every image, on the CPU."""
+        self.net.eval()
+        return torch.cat([self.net.features(chunk.to(self.device)).cpu()
+                          for chunk in images.split(EVALUATION_BATCH_SIZE)])
+
+    @torch.no_grad()
+    def centre_distance(self, images: torch.Tensor) -> torch.Tensor:
+        """Σ|f(x) − C| of every image, on the CPU."""
+        return torch.cat([feature_distance(self.net, chunk.to(self.device),
+                                           self.centre.to(self.device)).cpu()
+                          for chunk in images.split(EVALUATION_BATCH_SIZE)])
+
+    @torch.no_grad()
+    def _score(self, images, classes, labels) -> Scores:
+        values = {"centre distance": self.centre_distance(images).numpy()}
+        if self.settings["outlier_exposure"]:
+            normal_logit = len(self.classes) - 1
+            probability = torch.cat([self.net(chunk.to(self.device)).softmax(1)[:, normal_logit].cpu()
+                                     for chunk in images.split(EVALUATION_BATCH_SIZE)])
+            values["1 - P(normal)"] = (1 - probability).numpy()
+        return self._scores(values, classes, labels, inputs=images)
+
+    def _plain_settings(self) -> dict:
+        # Reference images given as data are not saved: a fitted f-Net no longer needs them.
+        return {name: value for name, value in self.settings.items()
+                if name != "reference" or value == OTHER_DATASET}
+
+    def _state(self) -> dict:
+        return {"net": self.net.state_dict(), "centre": self.centre, "classes": self.classes}
+
+    def _load_state(self, state: dict) -> None:
+        self.classes = list(state["classes"])
+        self._make_net(len(self.classes))
+        self.net.load_state_dict(state["net"])
+        self.centre = state["centre"]
+
+
+class FNetOEDetector(FNetDetector):
+    """:class:`FNetDetector` with outlier exposure on by default; chapter 07's ``fnet_oe``."""
+
+    name = "fnet_oe"
+    SETTINGS = {**FNET_SETTINGS, "outlier_exposure": Setting(True, flag)}
