@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHAPTERS := $(sort $(wildcard chapters/[0-9][0-9]_*.ipynb))
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+CHROMEDRIVER := /usr/bin/chromedriver
 
-.PHONY: setup data book execute html test quick-test benchmark clean
+.PHONY: setup data browser book execute html test quick-test benchmark clean
 
 setup: $(VENV)/.installed data
 
@@ -34,7 +35,14 @@ execute: setup
 html: setup
 	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 
-test: setup
+# Debian's headless Chromium and its driver, for the test that opens every built page.
+browser: $(CHROMEDRIVER)
+$(CHROMEDRIVER):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver \
+	|| echo "WARNING: could not install chromium; the browser test will fail without it"
+
+test: setup browser
 	$(VENV)/bin/python -m pytest
 
 quick-test: setup

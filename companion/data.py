@@ -151,11 +151,23 @@ def _decompress_into(raw_dir: Path, sources: dict[str, Path]) -> None:
 
 
 def _try_load(info: DatasetInfo, root: Path, train: bool, transform, download: bool = False):
+    """The dataset from ``root``; None if its files are not there; an error if they are broken.
+
+    Files that are present but unreadable are never skipped for the next source: a reader who
+    points the book at a damaged download must hear about it, not get other data.
+    """
     try:
         return info.torchvision_class(root=str(root), train=train, transform=transform,
                                       download=download)
-    except RuntimeError:  # torchvision's "Dataset not found or corrupted"
-        return None
+    except RuntimeError as error:
+        if str(error).startswith("Dataset not found"):
+            return None
+        broken = error
+    except (ValueError, AssertionError, OSError, EOFError) as error:
+        broken = error
+    raise DatasetNotFoundError(
+        f"the {info.name} files under {root / info.raw_folder} are present but unreadable "
+        f"({broken!r}); delete or re-download them") from None
 
 
 def load_dataset(name: str, train: bool, data_dir="data", transform=None,

@@ -40,6 +40,9 @@ def execute_chapter(path, parameters: dict | None = None) -> float:
             cell.metadata.pop("papermill", None)
             cell.metadata.pop("execution", None)
         notebook.metadata.pop("papermill", None)
+        # Widget state would make the page load the widget manager from a CDN; the chapters
+        # draw a static figure beside each widget instead.
+        notebook.metadata.pop("widgets", None)
         nbformat.write(notebook, tmp)
     return time.perf_counter() - start
 
