@@ -17,7 +17,7 @@ setup: $(VENV)/.installed data
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[book,test]"
+	$(PY) -m pip install --quiet -e ".[book,test,scale]"
 	touch $@
 
 # Fashion-MNIST comes from Debian's package on machines without internet.

@@ -209,3 +209,97 @@ def plot_map_rows(inputs, rows: dict, title: str, value_range: str, captions=Non
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_training_log(history, curves: dict, title: str, ylabel: str):
+    """Logged values per epoch of a :class:`~companion.engine.History`, the kept epoch marked.
+
+    Defined in chapter 05. ``curves`` maps a legend label to a name in ``history.log``; the
+    dashed line is ``history.chosen_epoch``, the epoch whose weights the detector kept.
+    """
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, name in curves.items():
+        ax.plot(history["epoch"], history[name], marker="o", label=label)
+    ax.axvline(history.chosen_epoch, color="grey", linestyle="--",
+               label=f"kept epoch ({history.chosen_epoch})")
+    return _label(fig, ax, "epoch", ylabel, title, fontsize=8)
+
+
+def plot_class_reconstructions(scores, counts: dict, title: str, class_names,
+                               score: str | None = None):
+    """:func:`plot_reconstructions` of the first ``counts[c]`` test images of each class ``c``.
+
+    Defined in chapter 02. Each column is titled with its class name and score, so an anomaly
+    that scores like a normal image (a missed detection) shows at a glance. The images are the
+    first of each class in test order: a fixed number per class, none chosen by its score.
+    """
+    positions = np.concatenate([np.flatnonzero(scores.classes == c)[:n] for c, n in counts.items()])
+    score = score or scores.headline
+    fig = plot_reconstructions(scores, positions, title, score)
+    for ax, c, value in zip(fig.axes, scores.classes[positions], scores[score][positions]):
+        ax.set_title(f"{class_names[c]}\n{score} {value:.3g}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_density(scores, groups, group_names, title: str, xlabel: str = "anomaly score",
+                       legend_title: str = "class"):
+    """Histogram of scores per group (class or label), each normalised to area 1; chapter 02.
+
+    Normalised, a group of 1,000 images and one of 9,000 compare by shape, not by size; the
+    legend gives each group's number of images.
+    """
+    scores, groups = np.asarray(scores), np.asarray(groups)
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    bins = np.histogram_bin_edges(scores, bins=40)
+    for g in np.unique(groups):
+        ax.hist(scores[groups == g], bins=bins, density=True, alpha=0.6,
+                label=f"{group_names[g]}: {int((groups == g).sum()):,} images")
+    fig = _label(fig, ax, xlabel, "density (each group's area is 1)", title, fontsize=8)
+    ax.get_legend().set_title(legend_title)
+    return fig
+
+
+def plot_class_aurocs(summary: dict, dataset: str, published: dict, title: str):
+    """Per-class AUROC (%) of a benchmark summary's entries for ``dataset``; chapter 07.
+
+    ``summary`` is ``{(name, dataset): {class: (mean, std, seeds)}}`` (``benchmark.summarise``
+    or ``headline_summary``): points are means over seeds, bars the sample std. ``published``
+    maps a name to per-class values in %, drawn dashed.
+    """
+    fig, ax = plt.subplots(figsize=(10, 4))
+    classes = set()
+    for (name, d), per_class in summary.items():
+        if d == dataset:
+            means, stds = np.array([(m, s) for m, s, _ in per_class.values()]).T
+            ax.errorbar(list(per_class), 100 * means, 100 * stds, marker="o", capsize=3, label=name)
+            classes.update(per_class)
+    for name, values in published.items():
+        ax.plot(range(len(values)), values, linestyle="--", marker="x", label=name)
+        classes.update(range(len(values)))
+    ax.axhline(50, color="black", linewidth=0.8, linestyle=":", label="chance (50 %)")
+    ax.set_xticks(sorted(classes))
+    return _label(fig, ax, "normal class (all other classes are anomalies)", "test AUROC (%)",
+                  title, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+
+def plot_detector_maps(rows: dict, title: str, class_names=None, per_side: int = 4,
+                       shared_scale: bool = False):
+    """The first ``per_side`` normal and anomalous images of detectors' Scores, in rows; chapter 06.
+
+    ``rows`` maps a row name to ``(scores, "maps")`` or ``(scores, "outputs")``: that detector's
+    anomaly maps or its outputs (a reconstruction, G(x)) of the same images. Every Scores must
+    cover the same images in the same order; the first one's inputs head the figure, captioned
+    with ``class_names`` of their classes. Drawn by :func:`plot_map_rows`.
+    """
+    first = next(iter(rows.values()))[0]
+    positions = np.concatenate([np.flatnonzero(first.labels == 0)[:per_side],
+                                np.flatnonzero(first.labels == 1)[:per_side]])
+    for scores, _ in rows.values():
+        if not np.array_equal(scores.classes, first.classes):
+            raise ValueError("the rows' Scores cover different images; score the same subset")
+    captions = None if class_names is None else [class_names[c] for c in first.classes[positions]]
+    return plot_map_rows(first.inputs[torch.as_tensor(positions)],
+                         {name: getattr(scores, kind)[positions]
+                          for name, (scores, kind) in rows.items()},
+                         title, first.value_range, captions, shared_scale)

@@ -5,6 +5,8 @@
 
 Each finished run appends one row to the CSV file, so an interrupted benchmark loses at most
 the runs in progress, and a second call with the same arguments skips every run in the file.
+``--executor ray`` spreads the runs over this machine's cores (a local Ray), or over a cluster
+started with ``ray start --head`` (``--address HOST:6379``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .runner import MODELS, run_benchmark
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m companion.benchmark",
-                                     description=__doc__.split("\n\n")[0].strip("`"))
+                                     description=__doc__.split("\n\n")[0].replace("``", ""))
     parser.add_argument("--models", nargs="+", default=sorted(MODELS), metavar="MODEL",
                         help=f"any of {sorted(MODELS)} (default: all)")
     parser.add_argument("--datasets", nargs="+", default=["mnist"], metavar="DATASET")
@@ -34,12 +36,20 @@ def main(argv=None) -> int:
                         help="torchvision layout; shared with the chapters by default")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--executor", choices=["sequential", "ray"], default="sequential",
+                        help="sequential (default) or ray: one Ray task per run")
+    parser.add_argument("--address", help="with --executor ray: join this Ray cluster "
+                        "(default: start a local one on this machine's cores)")
+    parser.add_argument("--workers", type=int, help="with a local Ray: CPUs to use (default all)")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0,
+                        help="with --executor ray: GPU share per run, e.g. 0.25")
     args = parser.parse_args(argv)
     try:
         rows = run_benchmark(args.out, args.models, args.datasets, args.classes, args.seeds,
                              {"epochs": args.epochs, "max_train": args.max_train,
                               "test_size": args.test_size},
-                             args.data_dir, args.device, not args.no_progress)
+                             args.data_dir, args.device, not args.no_progress, args.executor,
+                             args.address, args.workers, args.gpus_per_run)
     except CompanionError as error:
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return 2

@@ -86,3 +86,57 @@ def class_table(summary: dict, dataset: str, published: dict | None = None) -> s
 def mean_over_classes(per_class: dict) -> float:
     """The mean over classes of the per-class mean AUROC of one (model, dataset)."""
     return float(np.mean([mean for mean, _, _ in per_class.values()]))
+
+
+def headline_summary(rows, headlines: dict, earlier: bool = True) -> dict:
+    """:func:`summarise` under each model's headline score now, for :func:`class_table`.
+
+    ``headlines`` maps a model to the score it is judged by now (``MODELS[m].defaults()``);
+    a model's rows count under it where each of them recorded that score. With ``earlier``, a
+    model whose rows were written with another headline (the ``score`` column) also gets a row
+    under that one, marked "(earlier)". Keys are ``(label, dataset)``; chapter 07.
+    """
+    summary = {}
+    for model in dict.fromkeys(row["model"] for row in rows):
+        model_rows = [row for row in rows if row["model"] == model]
+        recorded, now = model_rows[0]["score"], headlines.get(model)
+        labelled = []
+        if earlier and recorded != now:
+            labelled.append((f"{model}: {recorded} (earlier)", None))
+        if now is not None and all(now in row["auroc_by_score"] for row in model_rows):
+            labelled.append((f"{model}: {now}", now))
+        for label, score in labelled:
+            summary.update({(label, dataset): per_class
+                            for (_, dataset), per_class in summarise(model_rows, score).items()})
+    return summary
+
+
+def mean_by_score(rows) -> dict:
+    """Mean over classes of every score the rows recorded: ``{model: {dataset: {score: mean}}}``.
+
+    The score lever of chapter 07: the same trained networks, ranked by each of their scores.
+    """
+    means: dict = {}
+    for model, dataset in dict.fromkeys((row["model"], row["dataset"]) for row in rows):
+        group = [row for row in rows if (row["model"], row["dataset"]) == (model, dataset)]
+        means.setdefault(model, {})[dataset] = {
+            score: mean_over_classes(summarise(group, score)[(model, dataset)])
+            for score in group[0]["auroc_by_score"]}
+    return means
+
+
+def score_table(rows, headlines: dict) -> str:
+    """:func:`mean_by_score` in % as a table, one line per (model, dataset, score), marking the
+    headline the rows were written with ("earlier") and the one ``headlines`` names ("now")."""
+    recorded = {row["model"]: row["score"] for row in rows}
+    lines = {}
+    for model, per_dataset in mean_by_score(rows).items():
+        for dataset, means in per_dataset.items():
+            for score, mean in means.items():
+                roles = [role for role, headline in (("earlier", recorded[model]),
+                                                     ("now", headlines.get(model)))
+                         if headline == score]
+                lines[f"{model:<15}{dataset:<15}{score}"] = {
+                    "mean AUROC (%)": f"{100 * mean:.2f}", "headline": " and ".join(roles)}
+    return format_table(lines, ["mean AUROC (%)", "headline"],
+                        f"{'model':<15}{'dataset':<15}score", width=16)

@@ -12,8 +12,6 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from tqdm.auto import tqdm
-
 from ..data import check_classes, dataset_info, one_class_split
 from ..detectors import REGISTRY, make
 from ..engine import resolve_device
@@ -117,15 +115,37 @@ def run_one(run: dict, data_dir="data", device="auto") -> dict:
 
 
 def run_benchmark(out, models, datasets, classes=None, seeds=(0,), overrides=None,
-                  data_dir="data", device="auto", progress=True) -> list[dict]:
-    """Run every planned run that ``out`` does not hold yet; return all rows; chapter 07."""
+                  data_dir="data", device="auto", progress=True, executor: str = "sequential",
+                  address: str | None = None, workers: int | None = None,
+                  gpus_per_run: float = 0.0) -> list[dict]:
+    """Run every planned run that ``out`` does not hold yet; return all rows; chapter 08.
+
+    ``executor="ray"`` runs them as Ray tasks (:mod:`companion.benchmark.executors`): on a
+    local cluster of ``workers`` CPUs (all cores by default) or on the cluster at ``address``,
+    each task with one CPU or ``gpus_per_run`` of a GPU. Either way only this process writes
+    ``out``, one atomic row per finished run.
+    """
+    from .executors import EXECUTORS, run_on_ray, run_sequentially  # they import run_one
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor={executor!r}; use one of {list(EXECUTORS)}")
     runs = planned_runs(models, datasets, classes, seeds, overrides)
-    device = resolve_device(device)
+    device = resolve_device(device) if executor == "sequential" else device
     done = {run_key(row) for row in read_rows(out)}
     todo = [run for run in runs if run_key(run) not in done]
     if progress:
         print(f"{len(runs)} runs planned, {len(runs) - len(todo)} already in {out}, "
               f"{len(todo)} to do", flush=True)
-    for run in tqdm(todo, desc="benchmark runs", disable=not progress):
-        append_row(out, run_one(run, data_dir, device))
+
+    def record(row: dict) -> None:
+        # A run Ray retried after its first result arrived must not be written twice.
+        if run_key(row) not in done:
+            append_row(out, row)
+            done.add(run_key(row))
+
+    if executor == "ray":
+        run_on_ray(todo, record, data_dir, device, progress, address, workers,
+                   gpus_per_run=gpus_per_run)
+    else:
+        run_sequentially(todo, record, data_dir, device, progress)
     return read_rows(out)
