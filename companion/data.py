@@ -10,6 +10,7 @@ import copy
 import difflib
 import gzip
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,13 +171,27 @@ def _try_load(info: DatasetInfo, root: Path, train: bool, transform, download: b
         f"({broken!r}); delete or re-download them") from None
 
 
+def wants_download(download) -> bool:
+    """``DOWNLOAD``: True, False, or ``"auto"`` = download first on Colab only; chapter 01.
+
+    A Colab notebook is online and has none of the offline copies a clone has, so there the
+    full datasets come from torchvision, not from the sample shipped with the companion.
+    """
+    if download == "auto":
+        return "google.colab" in sys.modules
+    if isinstance(download, bool):
+        return download
+    raise ConfigError(f"DOWNLOAD={download!r}; use True, False or 'auto' (download on Colab)")
+
+
 def load_dataset(name: str, train: bool, data_dir="data", transform=None,
-                 download_first: bool = False, verbose: bool = True):
+                 download_first: bool | str = False, verbose: bool = True):
     """Load one split of a torchvision dataset, offline where possible; chapter 01.
 
     Sources, in order: ``data_dir`` in torchvision's layout; the MNIST files shipped with the
     companion; Debian's Fashion-MNIST; a torchvision download. ``download_first`` tries the
-    download before the offline copies (online readers who want the full MNIST training set).
+    download before the offline copies (online readers who want the full MNIST training set);
+    ``"auto"`` does so on Colab only (:func:`wants_download`).
     Returns ``(dataset, source)`` where ``source`` says in words where the images came from.
     """
     info = dataset_info(name)
@@ -206,7 +221,7 @@ def load_dataset(name: str, train: bool, data_dir="data", transform=None,
             return _try_load(info, root, train, transform)
         attempts.append((description, from_copy))
     download = ("a torchvision download into DATA_DIR", from_download)
-    attempts.insert(1, download) if download_first else attempts.append(download)
+    attempts.insert(1, download) if wants_download(download_first) else attempts.append(download)
 
     for description, attempt in attempts:
         dataset = attempt()
@@ -331,7 +346,7 @@ class OneClassSplit:
 
 
 def one_class_split(dataset: str, normal_classes, anomaly_classes=None, data_dir="data",
-                    value_range: str = "[-1, 1]", download_first: bool = False,
+                    value_range: str = "[-1, 1]", download_first: bool | str = False,
                     verbose: bool = True, val_fraction: float = 0.0, seed: int = 0) -> OneClassSplit:
     """Cut a one-class split out of a torchvision dataset; chapter 01.
 
