@@ -54,7 +54,7 @@ def plot_threshold_rows(scores, labels, images, thresholds: dict, value_range: s
         report = decision_report(labels, scores, threshold)
         text_ax = axes[row, 0]
         text_ax.axis("off")
-        text_ax.text(0, 0.5, f"{name}\nthreshold {threshold:.2f}\n"
+        text_ax.text(0, 0.5, f"{name}\nthreshold {threshold:.4g}\n"
                              f"TP {report['tp']}  FP {report['fp']}\nFN {report['fn']}  TN {report['tn']}\n"
                              f"precision {report['precision']:.3f}\nrecall {report['recall']:.3f}\n"
                              f"F1 {report['f1']:.3f}  FPR {report['false_positive_rate']:.3f}",
@@ -73,7 +73,7 @@ def plot_threshold_rows(scores, labels, images, thresholds: dict, value_range: s
                 spine.set_edgecolor("red" if labels[i] else "green")
                 spine.set_linewidth(2)
             caption = f"{captions[i]}\n" if captions is not None else ""
-            ax.set_title(f"{caption}{scores[i]:.2f}", fontsize=7)
+            ax.set_title(f"{caption}{scores[i]:.3g}", fontsize=7)
             if row == 0 and col in (0, per_side):
                 ax.text(0, -0.12, "just below: kept" if col == 0 else "just above: flagged",
                         transform=ax.transAxes, fontsize=8, va="top")

@@ -21,7 +21,7 @@ def threshold_explorer(scores, labels, images, value_range: str, captions=None, 
     slider = widgets.FloatSlider(
         value=float(np.median(scores)) if initial is None else float(initial),
         min=float(scores.min()), max=float(scores.max()), step=float(np.ptp(scores)) / 200,
-        description="threshold", continuous_update=False, readout_format=".2f",
+        description="threshold", continuous_update=False, readout_format=".4g",
         layout=widgets.Layout(width="60%"))
     output = widgets.Output()
 

@@ -1,8 +1,12 @@
-"""Shared test set-up: marks what is slow, so `pytest -m "not slow"` is the quick subset."""
+"""Shared test set-up: marks what is slow, so `pytest -m "not slow"` is the quick subset, and
+wraps hand-made images in the data type that detectors fit and score."""
 
 from pathlib import Path
 
 import pytest
+import torch
+
+from companion import ClassSubset
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
@@ -12,3 +16,38 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if str(item.fspath).endswith(".ipynb"):  # nbval re-runs whole chapters
             item.add_marker(pytest.mark.slow)
+
+
+class ImageSet(torch.utils.data.Dataset):
+    """Given images and classes as a dataset with ``targets``, as torchvision's datasets are."""
+
+    def __init__(self, images, classes):
+        self.images, self.targets = images, torch.as_tensor(classes)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], int(self.targets[i])
+
+
+def labelled_subset(images, classes, anomaly_classes=(), value_range="[0, 1]"):
+    """Every image in a :class:`~companion.ClassSubset`, the data type detectors fit and score;
+    classes in ``anomaly_classes`` get the anomaly label 1."""
+    classes = torch.as_tensor(classes)
+    normal = [int(c) for c in classes.unique() if int(c) not in anomaly_classes]
+    return ClassSubset(ImageSet(images, classes), normal, anomaly_classes, value_range=value_range)
+
+
+def bars(n, vertical, seed=0, edge=0.5, positions=(6, 20)):
+    """Images in [0, 1] with one bar, vertical or horizontal, at a random position drawn from
+    ``range(*positions)`` (``(12, 13)``: always at 12).
+
+    As in MNIST's strokes, the bar's edges are grey (``edge``), between black and white.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.zeros(n, 1, 28, 28)
+    for image, position in zip(images, torch.randint(*positions, (n,), generator=generator)):
+        bar, rim = slice(position, position + 3), slice(position - 1, position + 4)
+        image[:, 4:24, rim], image[:, 4:24, bar] = edge, 1.0
+    return images if vertical else images.transpose(2, 3).contiguous()

@@ -1,30 +1,72 @@
-"""The one-class benchmark runner (chapter 07): real tiny runs, resume, interruption, errors."""
+"""The one-class benchmark runner (chapter 07): real tiny runs, resume, interruption, errors,
+and the summaries chapters print from its CSV file."""
 
 import json
+import math
 import re
 
+import numpy as np
 import pytest
 
 from companion import benchmark
-from companion.benchmark import ModelSpec, main, planned_runs, read_rows, run_benchmark, summarise
+from companion.benchmark import (BenchmarkModel, class_table, mean_over_classes,
+                                 planned_runs, read_rows, run_benchmark, run_key, summarise)
+from companion.benchmark.__main__ import main
+from companion.detectors import REGISTRY, Detector
+from companion.engine import History, resolve_device
 from companion.errors import ConfigError
+from companion.settings import Setting, positive_int
 
 TINY = {"epochs": 1, "max_train": 40, "test_size": 300}
 
 
+class Counting(Detector):
+    """A fast stand-in detector that records what each run gave it."""
+
+    headline = "mean pixel"
+    value_ranges = ("[0, 1]",)
+    SETTINGS = {"epochs": Setting(1, positive_int, 1)}
+    calls: list = []
+    interrupt_at: int | None = None
+
+    def _build(self):
+        pass
+
+    def _fit(self, train, val_images, after_epoch=None):
+        if len(self.calls) == self.interrupt_at:
+            raise KeyboardInterrupt
+        self.calls.append({"normal_class": int(train.targets[0]), "seed": self.seed,
+                           "train_size": len(train)})
+        return History(chosen_epoch=1)
+
+    def _score(self, images, classes, labels):
+        self.calls[-1].update(test_size=len(labels), anomaly_share=float(labels.mean()))
+        mean = images.mean(dim=(1, 2, 3)).numpy()  # a score that depends on the data
+        return self._scores({"mean pixel": mean, "minus mean pixel": -mean}, classes, labels)
+
+    def _state(self):
+        return {}
+
+    def _load_state(self, state):
+        pass
+
+
+Counting.name = "counting"  # named after the class statement, so it is not registered for good
+
+
 @pytest.fixture
-def counting_model(monkeypatch):
-    """A fast stand-in model that records each run it is asked to do."""
+def counting(monkeypatch):
+    """The stand-in registered as detector and benchmark model ``counting``; its calls."""
     calls = []
-
-    def run(split, settings, device, seed, data_dir):
-        calls.append((split.normal_classes[0], seed))
-        # a score that depends on the data, so the row is not a constant
-        return {"fraction normal": 1 - float(split.test.anomaly_labels.float().mean())}
-
-    monkeypatch.setitem(benchmark.MODELS, "counting", ModelSpec(
-        run, "[0, 1]", {"epochs": 1, "score": "fraction normal"}))
+    monkeypatch.setattr(Counting, "calls", calls)
+    monkeypatch.setitem(REGISTRY, "counting", Counting)
+    monkeypatch.setitem(benchmark.MODELS, "counting",
+                        BenchmarkModel("counting", {"max_train": 20, "test_size": 200}))
     return calls
+
+
+def classes_and_seeds(calls):
+    return [(call["normal_class"], call["seed"]) for call in calls]
 
 
 def test_one_tiny_run_of_every_real_model(tmp_path):
@@ -35,74 +77,125 @@ def test_one_tiny_run_of_every_real_model(tmp_path):
     assert [row["model"] for row in rows] == models
     for row in rows:
         assert row["normal_class"] == 7 and row["seed"] == 0
-        assert row["train_size"] == "40" and row["test_size"] == "300"
-        assert 0 <= row["auroc"] <= 1
+        assert row["train_size"] == 40 and row["test_size"] == 300
+        assert 0 <= row["auroc"] <= 1 and row["seconds"] > 0
+        assert row["score"] == REGISTRY[benchmark.MODELS[row["model"]].detector].headline
         assert row["auroc"] == row["auroc_by_score"][row["score"]]
+        assert list(row["auroc_by_score"])[0] == row["score"], "the headline comes first"
         assert json.loads(row["settings"])["epochs"] == 1
-    assert set(rows[2]["auroc_by_score"]) == {"D(x)", "D(R(x))", "R error"}
-    assert set(rows[3]["auroc_by_score"]) == {"centre distance"}
-    assert set(rows[4]["auroc_by_score"]) == {"centre distance", "1 - P(normal)"}
+        assert row["device"] == str(resolve_device("auto"))
+        assert "shipped" in row["train_source"]
+    by_model = {row["model"]: row for row in rows}
+    assert set(by_model["dense_ae"]["auroc_by_score"]) == {"mse", "l1_sum", "blurred_max", "1-ssim"}
+    assert set(by_model["alocc"]["auroc_by_score"]) == {"D(x)", "D(R(x))", "R error"}
+    assert set(by_model["fnet_distance"]["auroc_by_score"]) == {"centre distance"}
+    assert set(by_model["fnet_oe"]["auroc_by_score"]) == {"centre distance", "1 - P(normal)"}
+    assert json.loads(by_model["alocc"]["settings"])["val_fraction"] == 0.2
+    assert read_rows(out) == rows
 
 
-def test_second_call_redoes_nothing(tmp_path, counting_model):
+def test_second_call_redoes_nothing(tmp_path, counting):
     out = tmp_path / "results.csv"
     first = run_benchmark(out, ["counting"], ["mnist"], [1, 2], [0, 1], data_dir=tmp_path / "data",
                           progress=False)
-    assert len(counting_model) == 4
+    assert classes_and_seeds(counting) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert all(call["train_size"] == 20 and call["test_size"] == 200 for call in counting)
     second = run_benchmark(out, ["counting"], ["mnist"], [1, 2], [0, 1],
                            data_dir=tmp_path / "data", progress=False)
-    assert len(counting_model) == 4
+    assert len(counting) == 4
     assert second == first
+    assert len({run_key(row) for row in first}) == 4, "one row per run"
 
 
-def test_interrupted_run_keeps_finished_rows_and_resumes(tmp_path, counting_model, monkeypatch):
+def test_interrupted_run_keeps_finished_rows_and_resumes(tmp_path, counting, monkeypatch):
     out = tmp_path / "results.csv"
-    real_run = benchmark.MODELS["counting"].run
-
-    def interrupted_on_third_run(split, settings, device, seed, data_dir):
-        if len(counting_model) == 2:
-            raise KeyboardInterrupt
-        return real_run(split, settings, device, seed, data_dir)
-
-    monkeypatch.setattr(benchmark.MODELS["counting"], "run", interrupted_on_third_run)
+    monkeypatch.setattr(Counting, "interrupt_at", 2)  # the third run is interrupted
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(out, ["counting"], ["mnist"], [1, 2, 3], [0], data_dir=tmp_path / "data",
                       progress=False)
     assert [row["normal_class"] for row in read_rows(out)] == [1, 2]
     assert list(tmp_path.glob(".results.csv.*")) == []  # no temporary file left behind
 
-    monkeypatch.setattr(benchmark.MODELS["counting"], "run", real_run)
+    monkeypatch.setattr(Counting, "interrupt_at", None)
     rows = run_benchmark(out, ["counting"], ["mnist"], [1, 2, 3], [0], data_dir=tmp_path / "data",
                          progress=False)
-    assert counting_model == [(1, 0), (2, 0), (3, 0)]  # class 3 once, nothing redone
+    assert classes_and_seeds(counting) == [(1, 0), (2, 0), (3, 0)]  # class 3 once, nothing redone
     assert [row["normal_class"] for row in rows] == [1, 2, 3]
 
 
-def test_changed_settings_are_a_new_run(tmp_path, counting_model):
+def test_a_crash_while_writing_keeps_the_previous_file_whole(tmp_path, counting, monkeypatch):
     out = tmp_path / "results.csv"
-    run_benchmark(out, ["counting"], ["mnist"], [1], [0], data_dir=tmp_path / "data", progress=False)
+    run_benchmark(out, ["counting"], ["mnist"], [1], [0], data_dir=tmp_path / "data",
+                  progress=False)
+    before = out.read_bytes()
+    real_writerow = benchmark.results.csv.DictWriter.writerow
+
+    def crash_on_the_new_row(writer, row):
+        if row["normal_class"] == 2:
+            raise OSError("disk full")
+        return real_writerow(writer, row)
+
+    monkeypatch.setattr(benchmark.results.csv.DictWriter, "writerow", crash_on_the_new_row)
+    with pytest.raises(OSError, match="disk full"):
+        run_benchmark(out, ["counting"], ["mnist"], [1, 2], [0], data_dir=tmp_path / "data",
+                      progress=False)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name != "data"] == ["results.csv"]
+
+
+def test_changed_settings_are_a_new_run(tmp_path, counting):
+    out = tmp_path / "results.csv"
+    run_benchmark(out, ["counting"], ["mnist"], [1], [0], data_dir=tmp_path / "data",
+                  progress=False)
     run_benchmark(out, ["counting"], ["mnist"], [1], [0], {"epochs": 3}, data_dir=tmp_path / "data",
                   progress=False)
-    assert len(counting_model) == 2
+    assert len(counting) == 2
     assert [json.loads(row["settings"])["epochs"] for row in read_rows(out)] == [1, 3]
 
 
-def test_test_size_subsamples_the_whole_test_split(tmp_path, counting_model):
+def test_test_size_subsamples_the_whole_test_split(tmp_path, counting):
     rows = run_benchmark(tmp_path / "r.csv", ["counting"], ["mnist"], [4], [0],
                          {"test_size": 500}, data_dir=tmp_path / "data", progress=False)
-    assert rows[0]["test_size"] == "500"
+    assert rows[0]["test_size"] == 500 == counting[0]["test_size"]
     # digit 4 is about a tenth of the test split, so a random sample is mostly anomalies
-    assert 0.05 < rows[0]["auroc"] < 0.2
+    assert 0.8 < counting[0]["anomaly_share"] < 0.95
+    assert rows[0]["auroc_by_score"]["minus mean pixel"] == pytest.approx(1 - rows[0]["auroc"])
 
 
-def test_summarise_means_and_stds_over_seeds():
+def test_planned_runs_cover_every_class_model_and_seed():
+    runs = planned_runs(["conv_ae", "alocc"], ["mnist"], None, [0, 1])
+    assert len(runs) == 2 * 10 * 2
+    assert {(r["model"], r["normal_class"], r["seed"]) for r in runs} == {
+        (m, c, s) for m in ("conv_ae", "alocc") for c in range(10) for s in (0, 1)}
+    settings = json.loads(runs[0]["settings"])
+    assert settings["score"] == "mse" and settings["epochs"] == 20 and "data_dir" not in settings
+    run = planned_runs(["ano_unet"], ["mnist"], [1], [0], {"epochs": 2})[0]
+    ano_unet = json.loads(run["settings"])
+    assert ano_unet["fnet_epochs"] == 2 and "epochs" not in ano_unet  # the f-Net's epochs
+
+
+def test_summarise_means_and_sample_stds_over_seeds():
     rows = [{"model": "m", "dataset": "mnist", "normal_class": c, "seed": s, "auroc": a,
              "auroc_by_score": {"other": 1 - a}}
             for c, s, a in [(0, 0, 0.8), (0, 1, 0.9), (1, 0, 0.5)]]
     table = summarise(rows)[("m", "mnist")]
-    assert table[0] == pytest.approx((0.85, 0.05, 2))
-    assert table[1] == pytest.approx((0.5, 0.0, 1))
+    assert table[0] == pytest.approx((0.85, np.std([0.8, 0.9], ddof=1), 2))
+    assert table[0][1] == pytest.approx(0.05 * math.sqrt(2))
+    mean, std, seeds = table[1]
+    assert (mean, seeds) == (0.5, 1) and math.isnan(std)  # one seed: no spread to report
     assert summarise(rows, "other")[("m", "mnist")][0][0] == pytest.approx(0.15)
+    assert mean_over_classes(table) == pytest.approx((0.85 + 0.5) / 2)
+
+
+def test_class_table_shows_percent_means_stds_and_published_rows():
+    summary = {("conv_ae", "mnist"): {0: (0.9, 0.01, 3), 1: (0.8, float("nan"), 1)},
+               ("conv_ae", "fashion-mnist"): {0: (0.1, 0.0, 2)}}
+    table = class_table(summary, "mnist", {"paper": [95.0, 85.0]})
+    lines = table.splitlines()
+    assert lines[0].split() == ["model", "0", "1", "mean"]
+    assert lines[1].split() == ["conv_ae", "90.0±1.0", "80.0", "85.00"]
+    assert lines[2].split() == ["paper", "95.0", "85.0", "90.00"]
+    assert len(lines) == 3, "other datasets' rows stay out"
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -123,6 +216,15 @@ def test_command_line_prints_one_line_error(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("ConfigError:") and "10" in error and "\n" not in error
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_every_benchmark_model_is_a_registered_detector_with_its_settings():
+    for name, model in benchmark.MODELS.items():
+        detector = REGISTRY[model.detector]
+        settings = model.defaults()
+        assert settings["score"] == detector.headline, name
+        run_only = {"val_fraction", "max_train", "test_size", "score"}
+        assert set(settings) - run_only <= set(detector.SETTINGS), name
 
 
 def test_published_anchors_match_the_papers_means():

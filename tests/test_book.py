@@ -1,4 +1,5 @@
-"""The book as readers get it: configuration consistent, strict HTML build clean."""
+"""The book as readers get it: configuration consistent, shown companion code current, strict
+HTML build clean."""
 
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import nbformat
 import pytest
 import yaml
 
+import companion
 from conftest import CHAPTERS, ROOT
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -39,6 +41,62 @@ def test_colab_install_cells_name_the_configured_repository():
         pip_lines = [line for line in install[0].splitlines() if "pip install" in line]
         assert pip_lines and not any("torch" in line for line in pip_lines), \
             f"{chapter.name}: the Colab cell must not reinstall torch"
+
+
+#: How the output of companion.show_source starts (a Markdown code block of Python).
+SHOWN_SOURCE = "```python\n"
+
+
+def shown_sources(chapter):
+    """(cell number, code) of every companion.show_source output stored in ``chapter``."""
+    for number, cell in enumerate(nbformat.read(chapter, as_version=4).cells):
+        for output in cell.get("outputs", []):
+            text = output.get("data", {}).get("text/markdown", "")
+            if text.startswith(SHOWN_SOURCE):
+                yield number, text[len(SHOWN_SOURCE):].removesuffix("```")
+
+
+def companion_sources() -> dict:
+    """Every companion file's text, a newline in front, so that a match starts a line."""
+    return {path: "\n" + path.read_text(encoding="utf-8")
+            for path in sorted((ROOT / "companion").rglob("*.py"))}
+
+
+def is_current(code: str, sources: dict) -> bool:
+    """Whether ``code`` (whole lines) appears verbatim in one of the companion's files."""
+    return bool(code.strip()) and any("\n" + code in text for text in sources.values())
+
+
+def test_freshness_check_knows_current_from_stale_code():
+    sources = companion_sources()
+    shown = companion.show_source(companion.one_class_split).data
+    assert shown.startswith(SHOWN_SOURCE) and shown.endswith("```")
+    code = shown[len(SHOWN_SOURCE):].removesuffix("```")
+    assert is_current(code, sources)
+    method = companion.show_source(companion.detectors.Detector.fit).data[len(SHOWN_SOURCE):-3]
+    assert method.startswith("    def fit(") and is_current(method, sources)
+    assert not is_current(code.replace("normal_classes", "normal", 1), sources)
+    assert not is_current(code[1:], sources), "a match must start at the start of a line"
+    assert not is_current("", sources)
+
+
+def test_shown_companion_source_is_the_current_source():
+    """Every block a committed chapter shows with companion.show_source is, verbatim, code the
+    companion has now: a chapter that shows an old version must be re-executed."""
+    sources = companion_sources()
+    stale, unshown = [], []
+    for chapter in CHAPTERS:
+        notebook = nbformat.read(chapter, as_version=4)
+        shown = dict(shown_sources(chapter))
+        for number, cell in enumerate(notebook.cells):
+            if cell.cell_type == "code" and "show_source(" in cell.source and number not in shown:
+                unshown.append(f"{chapter.name} cell {number}")
+        stale += [f"{chapter.name} cell {number} ({code.splitlines()[0].strip()[:60]})"
+                  for number, code in shown.items() if not is_current(code, sources)]
+    assert not (unshown or stale), (
+        "re-execute these chapters. Shown source that differs from the companion's current "
+        f"code: {'; '.join(stale) or 'none'}. show_source calls without stored output: "
+        f"{'; '.join(unshown) or 'none'}")
 
 
 @pytest.mark.slow

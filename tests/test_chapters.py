@@ -37,7 +37,10 @@ def test_every_chapter_starts_with_a_parameters_cell_and_is_committed_clean():
 def test_chapter_runs_with_smoke_parameters(chapter, tmp_path):
     known = parameters_of(chapter)
     parameters = {name: value for name, value in SMOKE.items() if name in known}
-    parameters.update(DATA_DIR=str(ROOT / "chapters" / "data"), RESULTS_DIR=str(tmp_path / "results"))
+    # DEVICE as CI passes it (the smoke profile sets none): the results must say the chapter
+    # ran where it was told to, not wherever "auto" would have put it.
+    parameters.update(DATA_DIR=str(ROOT / "chapters" / "data"),
+                      RESULTS_DIR=str(tmp_path / "results"), DEVICE="cpu")
     if "CHECKPOINT_DIR" in known:
         parameters["CHECKPOINT_DIR"] = str(tmp_path / "checkpoints")
     papermill.execute_notebook(str(chapter), str(tmp_path / chapter.name), parameters=parameters,

@@ -198,6 +198,58 @@ def test_one_class_split_images_are_scaled_to_minus_one_one(mnist_data_dir):
     assert images.min() == -1.0 and images.max() == 1.0  # MNIST uses the full 0..255 range
 
 
+def test_value_range_zero_one_is_to_tensor_and_every_subset_remembers_it(mnist_data_dir):
+    unit = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False,
+                           value_range="[0, 1]", val_fraction=0.2)
+    default = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False)
+    assert unit.value_range == "[0, 1]" and default.value_range == "[-1, 1]"
+    assert unit.train.value_range == unit.val.value_range == unit.test.value_range == "[0, 1]"
+    assert unit.test.sample(3).value_range == "[0, 1]"
+    unit_images, default_images = unit.test.tensors()[0][:50], default.test.tensors()[0][:50]
+    assert unit_images.min() == 0.0 and unit_images.max() == 1.0
+    assert torch.allclose(unit_images * 2 - 1, default_images, atol=1e-6)
+    assert unit.describe()["value_range"] == "[0, 1]"
+
+
+def test_val_fraction_holds_normal_training_images_out_at_random(mnist_data_dir):
+    split = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False,
+                            val_fraction=0.2, seed=3)
+    assert (len(split.train), len(split.val)) == (400, 100)
+    assert not set(split.train.indices.tolist()) & set(split.val.indices.tolist())
+    assert split.val.class_counts() == {1: 100} and int(split.val.anomaly_labels.sum()) == 0
+    assert split.describe()["val_size"] == 100 and split.describe()["train_size"] == 400
+    again = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False,
+                            val_fraction=0.2, seed=3)
+    other = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False,
+                            val_fraction=0.2, seed=4)
+    assert torch.equal(again.val.indices, split.val.indices)
+    assert not torch.equal(other.val.indices, split.val.indices)
+    assert torch.equal(split.val.indices, split.val.indices.sort().values), "dataset order kept"
+    with pytest.raises(ConfigError, match=r"VAL_FRACTION=1.5; use a number between 0 and 1"):
+        split.train.partition(1.5)
+
+
+def test_sample_and_tensors_keep_images_classes_and_labels_together(mnist_data_dir):
+    split = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False)
+    images, classes, labels = split.test.tensors()
+    assert split.test.tensors()[0] is images, "transformed once, then kept"
+    assert images.shape == (1135 + 974, 1, 28, 28)
+    assert torch.equal(labels, (classes == 8).long())
+    part = split.test.sample(40, seed=1)
+    assert len(part) == 40 and torch.equal(part.indices, part.indices.sort().values)
+    assert torch.equal(part.indices, split.test.sample(40, seed=1).indices)
+    part_images, part_classes, part_labels = part.tensors()
+    positions = torch.searchsorted(split.test.indices, part.indices)
+    assert torch.equal(part_images, images[positions])  # cut from the kept tensors
+    assert torch.equal(part_classes, classes[positions])
+    assert torch.equal(part_labels, labels[positions])
+    fresh = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False)
+    fresh = fresh.test.sample(40, seed=1)
+    assert torch.equal(fresh.tensors()[0], part_images)  # the same without kept tensors
+    assert len(split.test.sample(10**6)) == len(split.test), "never more than there are"
+    assert part.dataset_name == "mnist"
+
+
 def test_anomaly_classes_none_means_every_other_class(mnist_data_dir):
     split = one_class_split("mnist", [1], None, data_dir=mnist_data_dir, verbose=False)
     assert split.anomaly_classes == [0, 2, 3, 4, 5, 6, 7, 8, 9]
@@ -325,9 +377,14 @@ def test_dataset_names_are_normalised():
     assert dataset_info("CIFAR10").channels == 3
 
 
-def test_bad_value_range_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"value_range='\[0,1\]'"):
-        image_transform(1, "[0,1]")
+@pytest.mark.parametrize("make", [lambda: image_transform(1, "[0,1]"),
+                                  lambda: one_class_split("mnist", [1], [8], value_range="[0,1]"),
+                                  lambda: ClassSubset(torch.utils.data.TensorDataset(), [1],
+                                                      value_range="[0,1]")])
+def test_bad_value_range_is_a_config_error(make):
+    with pytest.raises(ConfigError) as caught:
+        make()
+    assert str(caught.value) == "VALUE_RANGE='[0,1]'; use one of ['[-1, 1]', '[0, 1]']"
 
 
 def test_companion_errors_share_a_base_class_and_builtin_meaning():

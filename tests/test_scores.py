@@ -1,4 +1,5 @@
-"""Tests of companion.scores: per-image scores, reconstructions and detection metrics."""
+"""Tests of companion.scores (score functions, the Scores container), the autoencoder
+detectors' reconstructions, and companion.metrics (detection metrics, tables)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
-from torch.utils.data import TensorDataset
 
-from companion import make_loader
-from companion.scores import (SCORE_FUNCTIONS, Reconstructions, blurred_max, detection_metrics,
-                              l1_sum, metrics_by_anomaly_class, mse, one_minus_ssim, reconstruct)
+from companion import ConfigError, detectors
+from companion.metrics import detection_metrics, format_table, metrics_by_anomaly_class
+from companion.models import DenseAutoencoder
+from companion.scores import (SCORE_FUNCTIONS, Scores, blurred_max, l1_sum, mse, one_minus_ssim,
+                              reconstruction_scores)
+from conftest import labelled_subset
 
 
 class Lambda(nn.Module):
     """A network made of one function, for reconstructions with known scores."""
+
+    anomaly_map = staticmethod(DenseAutoencoder.anomaly_map)
 
     def __init__(self, function):
         super().__init__()
@@ -63,54 +68,116 @@ def test_scores_cover_every_channel_of_each_image():
     assert mse(x, reconstruction).tolist() == pytest.approx([0.0, 36.0 / 48, 0.0])
 
 
-def test_reconstructions_scores_use_the_named_function(known_pair):
-    x, reconstruction = known_pair
-    results = Reconstructions(x, reconstruction, np.array([1, 8]), np.array([0, 1]))
-    np.testing.assert_allclose(results.scores(), [10.0, 1.5])
-    np.testing.assert_allclose(results.scores("mse"), [7.5, 0.1875])
-    assert set(SCORE_FUNCTIONS) == {"l1_sum", "mse", "blurred_max", "1-ssim"}
+def test_reconstruction_scores_give_every_score_function():
+    x = torch.zeros(2, 1, 28, 28)
+    reconstruction = x.clone()
+    reconstruction[0, 0, 3, 4] = 2.0
+    reconstruction[1] = 0.5
+    values = reconstruction_scores(x, reconstruction, "[-1, 1]")
+    assert list(values) == list(SCORE_FUNCTIONS) == ["mse", "l1_sum", "blurred_max", "1-ssim"]
+    assert all(isinstance(v, np.ndarray) and v.shape == (2,) for v in values.values())
+    np.testing.assert_allclose(values["l1_sum"], [2.0, 0.5 * 784])
+    np.testing.assert_allclose(values["mse"], [4.0 / 784, 0.25], rtol=1e-6)
+    for name, function in SCORE_FUNCTIONS.items():
+        np.testing.assert_array_equal(values[name], function(x, reconstruction, "[-1, 1]").numpy())
+    with pytest.raises(ConfigError, match=r"value_range='0-1'"):
+        reconstruction_scores(x, reconstruction, "0-1")
 
 
 # --------------------------------------------------------------------------------------------
-# reconstruct
+# the Scores container
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def scores():
+    """Six images: three normal (class 1), two of class 8, one of class 9; two score names."""
+    return Scores({"error": np.array([1.0, 2.0, 3.0, 10.0, 2.5, 0.5]),
+                   "other": np.array([6.0, 5.0, 4.0, 3.0, 2.0, 1.0])}, "error",
+                  np.array([0, 0, 0, 1, 1, 1]), np.array([1, 1, 1, 8, 8, 9]), "[0, 1]",
+                  maps=np.arange(6 * 4).reshape(6, 2, 2), inputs=torch.arange(6.0).view(6, 1, 1, 1),
+                  outputs=torch.zeros(6, 1, 1, 1))
+
+
+def test_scores_headline_auroc_and_every_auroc(scores):
+    assert len(scores) == 6 and scores.names == ["error", "other"]
+    assert scores.auroc() == scores.auroc("error") == roc_auc_score(scores.labels, scores["error"])
+    assert scores.auroc("other") == 0.0
+    assert list(scores.aurocs()) == ["error", "other"]
+    assert scores.metrics() == detection_metrics(scores.labels, scores["error"])
+    by_class = scores.by_anomaly_class()
+    assert list(by_class) == [8, 9] and by_class[9]["auroc"] == 0.0
+    assert by_class[8]["auroc"] == pytest.approx(5 / 6)  # 10 beats all three, 2.5 two of three
+
+
+def test_scores_aurocs_put_the_headline_first(scores):
+    other_first = Scores(scores.values, "other", scores.labels, scores.classes, "[0, 1]")
+    assert list(other_first.aurocs()) == ["other", "error"]
+
+
+def test_unknown_score_names_are_config_errors(scores):
+    with pytest.raises(ConfigError,
+                       match=r"^no score 'mse'; this detector gives \['error', 'other'\]$"):
+        scores["mse"]
+    with pytest.raises(ConfigError, match="headline score 'mse' is not among"):
+        Scores(scores.values, "mse", scores.labels, scores.classes, "[0, 1]")
+
+
+def test_select_keeps_every_field_aligned(scores):
+    part = scores.select([4, 0])
+    assert part["error"].tolist() == [2.5, 1.0] and part["other"].tolist() == [2.0, 6.0]
+    assert part.labels.tolist() == [1, 0] and part.classes.tolist() == [8, 1]
+    assert np.array_equal(part.maps, scores.maps[[4, 0]])
+    assert part.inputs.flatten().tolist() == [4.0, 0.0] and part.outputs.shape == (2, 1, 1, 1)
+    assert part.headline == "error" and part.value_range == "[0, 1]"
+    assert len(scores) == 6, "the original is left alone"
+    bare = Scores(scores.values, "error", scores.labels, scores.classes, "[0, 1]").select([1])
+    assert bare.maps is None and bare.inputs is None and bare.outputs is None
+
+
+# --------------------------------------------------------------------------------------------
+# the autoencoder detectors' reconstructions and scores
 # --------------------------------------------------------------------------------------------
 
 @pytest.fixture
 def labelled_images():
-    """10 images, each filled with its own class, in a (image, class, label) data set."""
+    """10 images in [0, 1], each filled with its own class / 10; classes 8 and 9 anomalies."""
     classes = torch.tensor([1, 8, 1, 9, 1, 8, 1, 1, 9, 1])
     images = classes.float().view(-1, 1, 1, 1).expand(-1, 1, 28, 28).clone() / 10
-    labels = (classes != 1).long()
-    return TensorDataset(images, classes, labels)
+    return labelled_subset(images, classes, anomaly_classes=[8, 9])
+
+
+def detector_with(net, data):
+    """A dense autoencoder detector fitted for one epoch, then given ``net`` as its network."""
+    detector = detectors.make("dense_ae", latent_dim=2, epochs=1, device="cpu", progress=False)
+    detector.fit(data)
+    detector.net = net
+    return detector
 
 
 def test_identity_network_gives_zero_scores_and_keeps_order(labelled_images):
-    images, classes, labels = labelled_images.tensors
-    results = reconstruct(nn.Identity(), make_loader(labelled_images, 4))
-    assert np.all(results.scores("l1_sum") == 0) and np.all(results.scores("mse") == 0)
-    assert torch.equal(results.inputs, images)
-    assert results.classes.tolist() == classes.tolist()
-    assert results.labels.tolist() == labels.tolist()
+    images, classes, labels = labelled_images.tensors()
+    scores = detector_with(Lambda(lambda x: x), labelled_images).score(labelled_images)
+    assert scores.headline == "mse"
+    assert all(np.all(scores[name] == 0) for name in ("l1_sum", "mse", "blurred_max"))
+    assert np.allclose(scores["1-ssim"], 0, atol=1e-5)
+    assert torch.equal(scores.inputs, images) and torch.equal(scores.outputs, images)
+    assert scores.classes.tolist() == classes.tolist()
+    assert scores.labels.tolist() == labels.tolist() == [int(c in (8, 9)) for c in classes]
+    assert scores.value_range == "[0, 1]" and np.all(scores.maps == 0)
 
 
-def test_reconstruct_keeps_images_classes_and_labels_together_when_shuffled(labelled_images):
-    results = reconstruct(nn.Identity(), make_loader(labelled_images, 3, shuffle=True, seed=2))
-    assert results.classes.tolist() != labelled_images.tensors[1].tolist()  # really shuffled
-    assert sorted(results.classes.tolist()) == sorted(labelled_images.tensors[1].tolist())
-    np.testing.assert_allclose(results.inputs[:, 0, 0, 0].numpy(), results.classes / 10, rtol=1e-6)
-    assert results.labels.tolist() == [int(c != 1) for c in results.classes]
-
-
-def test_reconstruct_scores_what_the_network_returns(labelled_images):
-    images = labelled_images.tensors[0]
-    results = reconstruct(Lambda(torch.zeros_like), make_loader(labelled_images, 4))
-    assert torch.equal(results.outputs, torch.zeros_like(images))
+def test_autoencoder_scores_what_the_network_returns(labelled_images):
+    images = labelled_images.tensors()[0]
+    scores = detector_with(Lambda(torch.zeros_like), labelled_images).score(labelled_images)
+    assert torch.equal(scores.outputs, torch.zeros_like(images))
     expected = images.abs().flatten(1).sum(dim=1).numpy()
-    np.testing.assert_allclose(results.scores("l1_sum"), expected, rtol=1e-6)
-    assert results.scores("l1_sum")[1] == pytest.approx(0.8 * 784, rel=1e-6)
+    np.testing.assert_allclose(scores["l1_sum"], expected, rtol=1e-6)
+    assert scores["l1_sum"][1] == pytest.approx(0.8 * 784, rel=1e-6)
+    np.testing.assert_allclose(scores.maps, images[:, 0].numpy())
+    assert scores.auroc() == 1.0  # the anomalies are the brighter images
 
 
-def test_reconstruct_puts_the_network_in_eval_mode_without_gradients(labelled_images):
+def test_reconstruct_runs_the_network_in_eval_mode_without_gradients(labelled_images):
     seen = []
 
     def record(x):
@@ -118,9 +185,28 @@ def test_reconstruct_puts_the_network_in_eval_mode_without_gradients(labelled_im
         return x
 
     net = Lambda(record).train()
-    reconstruct(net, make_loader(labelled_images, 5))
+    detector = detector_with(net, labelled_images)
+    images = torch.rand(1200, 1, 28, 28)
+    assert torch.equal(detector.reconstruct(images), images)
     assert not net.training
-    assert seen == [False, False]
+    assert seen == [False, False, False], "in chunks of EVALUATION_BATCH_SIZE (512)"
+
+
+def test_score_checks_the_images_against_the_fitted_detector(labelled_images):
+    detector = detectors.make("dense_ae", latent_dim=2, epochs=1, device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="not fitted yet; call fit"):
+        detector.score(labelled_images)
+    detector.fit(labelled_images)
+    other_range = labelled_subset(labelled_images.tensors()[0] * 2 - 1, [1] * 10,
+                                  value_range="[-1, 1]")
+    with pytest.raises(ConfigError, match=r"is in \[-1, 1\], but the detector was fitted on "
+                                          r"images in \[0, 1\]"):
+        detector.score(other_range)
+    with pytest.raises(ConfigError, match=r"images of shape \(1, 14, 14\), but the detector was "
+                                          r"fitted on \(1, 28, 28\)"):
+        detector.score(labelled_subset(torch.zeros(2, 1, 14, 14), [1, 1]))
+    with pytest.raises(ConfigError, match="does not say its value range"):
+        detector.score(torch.utils.data.TensorDataset(torch.zeros(2, 1, 28, 28)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,6 +295,31 @@ def test_one_minus_ssim_is_zero_for_a_perfect_copy_and_grows_with_damage():
     damaged = x.clone()
     damaged[1, 0, 8:20, 8:20] = -1.0
     damaged[2] = -x[2]
-    scores = one_minus_ssim(x, damaged)
+    scores = one_minus_ssim(x, damaged, "[-1, 1]")
     assert scores[0].item() == pytest.approx(0.0, abs=1e-5)
     assert 0 < scores[1].item() < scores[2].item()
+
+
+def test_one_minus_ssim_is_told_the_value_range_and_never_guesses():
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 1, 28, 28, generator=generator)
+    damaged = x.clone()
+    damaged[:, 0, 5:15, 5:15] = 0.0
+    in_unit_range = one_minus_ssim(x, damaged, "[0, 1]")
+    in_minus_one_one = one_minus_ssim(x * 2 - 1, damaged * 2 - 1, "[-1, 1]")
+    assert torch.allclose(in_unit_range, in_minus_one_one, atol=1e-5)
+    assert not torch.allclose(one_minus_ssim(x, damaged, "[-1, 1]"), in_unit_range, atol=1e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+# --------------------------------------------------------------------------------------------
+
+def test_format_table_aligns_numbers_text_and_blanks():
+    table = format_table({"conv_ae": {"auroc": 0.91234, "note": "ok"}, "alocc": {"auroc": 0.5}},
+                         ["auroc", "note"], "model", width=8)
+    assert table.splitlines() == ["model       auroc    note",
+                                  "conv_ae    0.9123      ok",
+                                  "alocc      0.5000        "]
+    percent = format_table({"a": {"x": np.float32(0.25)}}, ["x"], number_format=".1%")
+    assert percent.endswith("25.0%")

@@ -1,4 +1,5 @@
-"""Thresholds and decision reports (chapter 04) on hand-made scores with known answers."""
+"""Thresholds, decision reports and the threshold explorer (chapter 04) on hand-made scores
+with known answers."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,8 @@ import torch
 
 from companion import ConfigError
 from companion.thresholds import (best_f1_threshold, decision_report, percentile_threshold,
-                                  plot_threshold_rows, threshold_explorer)
+                                  plot_threshold_rows)
+from companion.widgets import threshold_explorer
 
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
 SCORES = np.array([1.0, 2.0, 3.0, 6.0, 4.0, 5.0, 7.0, 8.0])
@@ -40,9 +42,25 @@ def test_best_f1_threshold_is_the_best_of_all_cuts():
 
 def test_static_view_and_explorer_draw_every_threshold():
     images = torch.rand(len(SCORES), 1, 28, 28)
-    fig = plot_threshold_rows(SCORES, LABELS, images, {"low": 2.5, "high": 6.5})
+    fig = plot_threshold_rows(SCORES, LABELS, images, {"low": 2.5, "high": 6.5}, "[0, 1]")
     assert len(fig.axes) == 2 * (1 + 2 * 3)
-    assert "TP 4  FP 2" in fig.axes[0].texts[0].get_text()  # 3, 6 normal and every anomaly above 2.5
-    explorer = threshold_explorer(SCORES, LABELS, images, initial=4.0)
+    text = fig.axes[0].texts[0].get_text()
+    name, threshold = text.splitlines()[:2]
+    assert name == "low" and float(threshold.split()[1]) == 2.5
+    assert "TP 4  FP 2" in text  # 3, 6 normal and every anomaly above 2.5
+    shown = [ax for ax in fig.axes[1:7] if ax.images]
+    # just below 2.5 only two scores exist (1, 2); just above, three (3, 4, 5)
+    assert [float(ax.get_title()) for ax in shown] == [1, 2, 3, 4, 5]
+    assert all(ax.images[0].get_clim() == (0, 1) for ax in shown)
+    explorer = threshold_explorer(SCORES, LABELS, images, "[0, 1]", initial=4.0)
     slider = explorer.children[0]
     assert slider.value == 4.0 and slider.min == 1.0 and slider.max == 8.0
+
+
+def test_images_in_minus_one_one_are_shown_in_the_same_greys():
+    images = torch.rand(len(SCORES), 1, 28, 28)
+    unit = plot_threshold_rows(SCORES, LABELS, images, {"t": 4.0}, "[0, 1]")
+    minus_one_one = plot_threshold_rows(SCORES, LABELS, images * 2 - 1, {"t": 4.0}, "[-1, 1]")
+    for a, b in zip(unit.axes, minus_one_one.axes):
+        if a.images:
+            np.testing.assert_allclose(a.images[0].get_array(), b.images[0].get_array(), atol=1e-6)

@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
+from ..data import ClassSubset
 from ..engine import History, in_memory, make_loader, train_epochs
 from ..errors import ConfigError
 from ..models.fnet import FeatureNet, class_targets, feature_distance, other_dataset_reference
@@ -31,6 +32,23 @@ def check_reference(value, name: str, example=None):
         return value
     raise ConfigError(f"{name}={value!r}; use {OTHER_DATASET!r} or a ClassSubset of labelled "
                       "reference images (never the anomaly classes under test)")
+
+
+def reference_sets(split, size: int, seed: int = 0, data_dir="data",
+                   download_first: bool = False) -> dict[str, ClassSubset]:
+    """Chapter 06's two reference sets for an f-Net, ``size`` labelled images each, by name.
+
+    (a) the split's own training split, every class but the anomaly classes (the normal class
+    included, as in seed 003); (b) the training split of the paired dataset, all its classes
+    (:func:`~companion.models.fnet.other_dataset_reference`), so that f sees nothing of the
+    anomaly nor of its neighbours. Both in [0, 1], which the f-Net takes.
+    """
+    own_classes = [c for c in range(split.info.num_classes) if c not in split.anomaly_classes]
+    other = other_dataset_reference(split.info.name, size, seed, data_dir, download_first)
+    return {f"(a) {split.info.name} without {split.anomaly_classes}":
+            ClassSubset(split.train.dataset, own_classes, value_range=split.value_range)
+            .sample(size, seed),
+            f"(b) {other.dataset_name}": other}
 
 
 FNET_SETTINGS = {
@@ -68,8 +86,9 @@ class FNetDetector(Detector):
         images, classes, _ = in_memory(reference).tensors
         if s["outlier_exposure"]:
             # As many normal images as a reference class has, labelled as one more class.
-            normal_class = int(classes.max()) + 1
-            normal = in_memory(train.sample(len(images) // normal_class, self.seed)).tensors[0]
+            normal_class = int(classes.max()) + 1  # a class id no reference image has
+            per_class = len(images) // len(torch.unique(classes))
+            normal = in_memory(train.sample(per_class, self.seed)).tensors[0]
             images = torch.cat([images, normal])
             classes = torch.cat([classes, torch.full((len(normal),), normal_class)])
         return images, classes

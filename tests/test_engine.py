@@ -1,13 +1,16 @@
-"""Tests of companion.training, companion.files and the dense autoencoder."""
+"""Tests of companion.engine (devices, seeding, loaders, the training loop, checkpoints),
+companion.settings, companion.files and the dense autoencoder."""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
+import random
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,10 +18,12 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 import companion
-from companion import (ConfigError, DeviceError, load_checkpoint, make_loader, read_results,
-                       resolve_device, save_checkpoint, set_seed, train, write_results)
+from companion import (ClassSubset, ConfigError, DeviceError, History, in_memory, load_checkpoint,
+                       make_loader, read_results, resolve_device, save_checkpoint, set_seed,
+                       train_epochs, write_results)
 from companion.models import DenseAutoencoder
-from companion.training import in_memory
+from companion.settings import (Setting, flag, fraction, integer, non_negative_number, one_of,
+                                optional_positive_int, positive_int, positive_number, validate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -47,6 +52,19 @@ def params_equal(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def adam_step(net: nn.Module, lr: float = 2e-3):
+    """A detector-style ``step``: one Adam update of ``net`` on the MSE of a batch."""
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+
+    def step(images, *_):
+        optimizer.zero_grad()
+        loss = net.loss(images, net(images))
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item()}
+    return step
+
+
 # --------------------------------------------------------------------------------------------
 # resolve_device
 # --------------------------------------------------------------------------------------------
@@ -68,7 +86,7 @@ def test_auto_prefers_cuda_then_mps(monkeypatch, no_accelerator):
     assert resolve_device("auto") == torch.device("cuda")
 
 
-@pytest.mark.parametrize("name", ["cpu", " CPU "])
+@pytest.mark.parametrize("name", ["cpu", " CPU ", torch.device("cpu")])
 def test_cpu_is_always_available(name, no_accelerator):
     assert resolve_device(name) == torch.device("cpu")
 
@@ -105,7 +123,7 @@ def test_unknown_device_is_a_config_error(name):
 
 
 # --------------------------------------------------------------------------------------------
-# set_seed and make_loader
+# set_seed, in_memory and make_loader
 # --------------------------------------------------------------------------------------------
 
 def test_set_seed_makes_initialisation_repeatable():
@@ -120,10 +138,6 @@ def test_set_seed_makes_initialisation_repeatable():
 
 
 def test_set_seed_seeds_python_and_numpy_too():
-    import random
-
-    import numpy as np
-
     set_seed(5)
     first = (random.random(), np.random.rand())
     set_seed(5)
@@ -163,20 +177,46 @@ def test_make_loader_without_shuffle_keeps_order_and_last_partial_batch():
     assert loader_order(loader) == list(range(20))
 
 
+class Items(Dataset):
+    """Five items (a constant image, its class, its label) and a count of item look-ups."""
+
+    def __init__(self):
+        self.targets = torch.arange(5) + 10
+        self.lookups = 0
+
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        self.lookups += 1
+        return torch.full((1, 2, 2), float(i)), i + 10
+
+
 def test_make_loader_collects_a_map_style_dataset_into_tensors():
-    class Items(Dataset):
-        def __len__(self):
-            return 5
-
+    class Labelled(Items):
         def __getitem__(self, i):
-            return torch.full((1, 2, 2), float(i)), i + 10, i % 2
+            return (*super().__getitem__(i), i % 2)
 
-    data = in_memory(Items())
+    data = in_memory(Labelled())
     assert isinstance(data, TensorDataset)
     assert data.tensors[0].shape == (5, 1, 2, 2)
-    images, classes, labels = next(iter(make_loader(Items(), 3)))
+    images, classes, labels = next(iter(make_loader(Labelled(), 3)))
     assert images[:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0]
     assert classes.tolist() == [10, 11, 12] and labels.tolist() == [0, 1, 0]
+
+
+def test_in_memory_runs_a_class_subset_s_transform_once():
+    items = Items()
+    subset = ClassSubset(items, [11, 13], [14], value_range="[0, 1]")
+    first = in_memory(subset)
+    assert items.lookups == 3
+    second = in_memory(subset)
+    assert items.lookups == 3, "a ClassSubset keeps its tensors"
+    assert all(a is b for a, b in zip(first.tensors, second.tensors))
+    images, classes, labels = first.tensors
+    assert images[:, 0, 0, 0].tolist() == [1.0, 3.0, 4.0]
+    assert classes.tolist() == [11, 13, 14] and labels.tolist() == [0, 0, 1]
+    assert in_memory(first) is first
 
 
 @pytest.mark.parametrize("batch_size", [0, -4, "16", 16.0, True])
@@ -187,19 +227,25 @@ def test_bad_batch_size_is_a_config_error(batch_size):
 
 
 # --------------------------------------------------------------------------------------------
-# train
+# train_epochs: the one training loop
 # --------------------------------------------------------------------------------------------
 
-def test_training_lowers_the_loss():
+def test_training_lowers_the_loss_and_logs_each_epoch():
     set_seed(0)
     net = DenseAutoencoder(8)
     loader = make_loader(image_dataset(64), 16, shuffle=True, seed=0)
-    history = train(net, loader, 6, lr=2e-3, progress=False)
+    history = train_epochs(adam_step(net), loader, 6, {"net": net}, "cpu", progress=False)
+    assert isinstance(history, History)
+    assert history["epoch"] == [1, 2, 3, 4, 5, 6]
     losses = history["loss"]
     assert len(losses) == 6
     assert losses[-1] < 0.7 * losses[0]
-    assert history["seconds"] > 0
-    assert not net.training, "train() must leave the network in eval mode"
+    assert history.seconds > 0
+    assert history.chosen_epoch == 6, "without validation the last epoch is kept"
+    assert not net.training, "training must leave the network in eval mode"
+    assert history.as_dict() == {"log": history.log, "chosen_epoch": 6,
+                                 "seconds": history.seconds}
+    json.dumps(history.as_dict())  # a results file can hold it
 
 
 def test_epoch_loss_is_the_mean_over_images_not_over_batches():
@@ -209,22 +255,50 @@ def test_epoch_loss_is_the_mean_over_images_not_over_batches():
     images = data.tensors[0]
     with torch.no_grad():
         expected = F.mse_loss(net(images), images).item()
-    history = train(net, make_loader(data, 16), 2, lr=0.0, progress=False)  # lr 0: no change
+    history = train_epochs(adam_step(net, lr=0.0), make_loader(data, 16), 2, {"net": net}, "cpu",
+                           progress=False)  # lr 0: the weights never change
     assert history["loss"] == pytest.approx([expected, expected], rel=1e-5)
 
 
-def test_train_runs_the_network_in_training_mode():
-    class Recorder(DenseAutoencoder):
-        modes = []
+def test_steps_run_in_training_mode_and_see_every_batch_on_the_device():
+    net = DenseAutoencoder(2).eval()
+    seen = []
 
-        def forward(self, x):
-            self.modes.append(self.training)
-            return super().forward(x)
+    def step(images, classes, labels):
+        seen.append((net.training, len(images), images.device.type, classes.tolist()))
+        return {"loss": 1.0, "other": 2.0}
 
-    net = Recorder(2).eval()
-    train(net, make_loader(image_dataset(8), 4), 1, progress=False)
-    assert Recorder.modes == [True, True]
+    history = train_epochs(step, make_loader(image_dataset(10), 4), 1, {"net": net}, "cpu",
+                           progress=False)
+    assert seen == [(True, 4, "cpu", [0, 1, 2, 3]), (True, 4, "cpu", [4, 5, 6, 7]),
+                    (True, 2, "cpu", [8, 9])]
     assert not net.training
+    assert history["loss"] == [1.0] and history["other"] == [2.0]
+
+
+def test_validation_keeps_the_best_epoch_and_restores_its_weights():
+    net = nn.Linear(1, 1)
+    values = iter([3.0, 1.0, 2.0, 5.0])  # the second epoch is best
+    weights_by_epoch = []
+
+    def step(*_):
+        with torch.no_grad():
+            net.weight += 1.0
+        return {"loss": 0.0}
+
+    def validate():
+        weights_by_epoch.append(net.weight.item())
+        return next(values)
+
+    logged = []
+    history = train_epochs(step, make_loader(TensorDataset(torch.zeros(2, 1)), 2), 4,
+                           {"net": net}, "cpu", validate,
+                           after_epoch=lambda epoch: logged.append(epoch) or {"marker": 10 * epoch},
+                           progress=False)
+    assert history["val_loss"] == [3.0, 1.0, 2.0, 5.0]
+    assert history.chosen_epoch == 2
+    assert net.weight.item() == weights_by_epoch[1], "the chosen epoch's weights are restored"
+    assert logged == [1, 2, 3, 4] and history["marker"] == [10, 20, 30, 40]
 
 
 @pytest.mark.parametrize("epochs", [0, -1, 2.0, "3", True])
@@ -232,9 +306,32 @@ def test_bad_epochs_is_a_config_error(epochs):
     net = DenseAutoencoder(2)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.raises(ConfigError) as caught:
-        train(net, make_loader(image_dataset(8), 4), epochs, progress=False)
+        train_epochs(adam_step(net), make_loader(image_dataset(8), 4), epochs, {"net": net}, "cpu",
+                     progress=False)
     assert f"EPOCHS={epochs!r}" in str(caught.value)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_weights_on_another_device_than_the_batches_are_refused():
+    """Issue 15: a module left on one device while the batches go to another fails at once,
+    naming the module and both devices, before any step runs."""
+    net = DenseAutoencoder(2).to("meta")
+    steps = []
+    with pytest.raises(DeviceError) as caught:
+        train_epochs(lambda *batch: steps.append(batch) or {"loss": 0.0},
+                     make_loader(image_dataset(8), 4), 1, {"net": net, "other": nn.Linear(1, 1)},
+                     "cpu", progress=False)
+    message = str(caught.value)
+    assert message.startswith("net has weights on meta, but the batches go to cpu")
+    assert ".to(device)" in message and "\n" not in message
+    assert steps == []
+
+
+def test_every_module_is_checked_for_its_device():
+    cpu_net, meta_net = nn.Linear(1, 1), nn.Linear(1, 1).to("meta")
+    with pytest.raises(DeviceError, match="^d has weights on meta"):
+        train_epochs(lambda *_: {}, make_loader(TensorDataset(torch.zeros(2, 1)), 2), 1,
+                     {"r": cpu_net, "d": meta_net}, torch.device("cpu"), progress=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,32 +353,35 @@ class Payload:
         return (_record_unpickling, ("payload",))
 
 
-def test_checkpoint_round_trip_restores_weights_and_extras(tmp_path):
+def test_checkpoint_round_trip_restores_weights_and_plain_values(tmp_path):
     set_seed(0)
     net = DenseAutoencoder(8)
     path = tmp_path / "checkpoints" / "02_dense.pt"  # the folder does not exist yet
-    save_checkpoint(path, net, latent_dim=8, epochs=3, loss=[0.5, 0.25], name="dense")
+    save_checkpoint(path, {"net": net.state_dict(), "latent_dim": 8, "loss": [0.5, 0.25],
+                           "name": "dense", "shape": (1, 28, 28), "centre": torch.ones(3)})
     set_seed(1)
     fresh = DenseAutoencoder(8)
     assert not params_equal(net, fresh)
-    checkpoint = load_checkpoint(path, fresh)
+    checkpoint = load_checkpoint(path, "cpu")
+    fresh.load_state_dict(checkpoint["net"])
     assert params_equal(net, fresh)
-    assert checkpoint["latent_dim"] == 8 and checkpoint["epochs"] == 3
-    assert checkpoint["loss"] == [0.5, 0.25] and checkpoint["name"] == "dense"
+    assert checkpoint["latent_dim"] == 8 and checkpoint["loss"] == [0.5, 0.25]
+    assert checkpoint["name"] == "dense" and tuple(checkpoint["shape"]) == (1, 28, 28)
+    assert torch.equal(checkpoint["centre"], torch.ones(3))
     assert os.listdir(path.parent) == ["02_dense.pt"]
 
 
 def test_checkpoint_into_a_different_architecture_fails(tmp_path):
-    save_checkpoint(tmp_path / "net.pt", DenseAutoencoder(8))
+    save_checkpoint(tmp_path / "net.pt", {"net": DenseAutoencoder(8).state_dict()})
     with pytest.raises(RuntimeError, match="size mismatch"):
-        load_checkpoint(tmp_path / "net.pt", DenseAutoencoder(4))
+        DenseAutoencoder(4).load_state_dict(load_checkpoint(tmp_path / "net.pt")["net"])
 
 
 def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "net.pt"
     set_seed(0)
     old_net = DenseAutoencoder(2)
-    save_checkpoint(path, old_net, epochs=1)
+    save_checkpoint(path, {"net": old_net.state_dict(), "epochs": 1})
     before = path.read_bytes()
 
     def save_half_then_fail(obj, f, *args, **kwargs):
@@ -290,27 +390,80 @@ def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", save_half_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, DenseAutoencoder(2), epochs=2)
+        save_checkpoint(path, {"net": DenseAutoencoder(2).state_dict(), "epochs": 2})
     monkeypatch.undo()
 
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["net.pt"], "no temporary file may be left behind"
+    checkpoint = load_checkpoint(path)
     reloaded = DenseAutoencoder(2)
-    assert load_checkpoint(path, reloaded)["epochs"] == 1
+    reloaded.load_state_dict(checkpoint["net"])
+    assert checkpoint["epochs"] == 1
     assert params_equal(reloaded, old_net)
 
 
 def test_loading_refuses_arbitrary_python_objects(tmp_path):
     path = tmp_path / "evil.pt"
-    net = DenseAutoencoder(2)
-    torch.save({"model": net.state_dict(), "payload": Payload()}, path)
+    torch.save({"net": DenseAutoencoder(2).state_dict(), "payload": Payload()}, path)
     _UNPICKLED.clear()
     with pytest.raises(pickle.UnpicklingError):
-        load_checkpoint(path, DenseAutoencoder(2))
+        load_checkpoint(path)
     assert _UNPICKLED == []
     # the control: a plain full unpickling of the same file does run the payload
     assert torch.load(path, weights_only=False)["payload"] == "payload ran"
     assert _UNPICKLED == [("payload",)]
+
+
+# --------------------------------------------------------------------------------------------
+# settings: one line naming the value and an example
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("check, bad, expected", [
+    (positive_int, 0, "EPOCHS=0; use a positive integer such as 7"),
+    (positive_int, True, "EPOCHS=True; use a positive integer such as 7"),
+    (optional_positive_int, 2.0, "EPOCHS=2.0; use a positive integer such as 7"),
+    (integer, "1", "EPOCHS='1'; use an integer such as 7"),
+    (positive_number, float("inf"), "EPOCHS=inf; use a positive number such as 7"),
+    (non_negative_number, -1, "EPOCHS=-1; use a number >= 0 such as 7"),
+    (fraction, 1.0, "EPOCHS=1.0; use a number between 0 and 1 such as 7"),
+    (flag, 1, "EPOCHS=1; use True or False"),
+])
+def test_checks_name_the_value_and_an_example(check, bad, expected):
+    with pytest.raises(ConfigError) as caught:
+        check(bad, "EPOCHS", 7)
+    assert str(caught.value) == expected
+
+
+def test_checks_return_good_values():
+    assert positive_int(3, "n") == 3 and optional_positive_int(None, "n") is None
+    assert positive_number(2, "x") == 2.0 and type(positive_number(2, "x")) is float
+    assert non_negative_number(0, "x") == 0.0 and fraction(0.25, "x") == 0.25
+    assert flag(False, "x") is False and one_of(["a", "b"])("b", "x") == "b"
+    with pytest.raises(ConfigError, match=r"^x='c'; use one of \['a', 'b'\]$"):
+        one_of(["a", "b"])("c", "x")
+
+
+SPEC = {"epochs": Setting(20, positive_int, 20), "lr": Setting(1e-3, positive_number),
+        "latent_dim": Setting(32, optional_positive_int, 32)}
+
+
+def test_validate_fills_defaults_and_checks_values():
+    assert validate({"lr": 0.5}, SPEC, "detector 'x'") == {"epochs": 20, "lr": 0.5,
+                                                           "latent_dim": 32}
+    with pytest.raises(ConfigError, match=r"^epochs=0; use a positive integer such as 20$"):
+        validate({"epochs": 0}, SPEC, "detector 'x'")
+    with pytest.raises(ConfigError, match=r"^lr='fast'; use a positive number such as 0.001$"):
+        validate({"lr": "fast"}, SPEC, "detector 'x'")  # no example: the default is shown
+
+
+def test_validate_refuses_unknown_names_suggesting_the_closest():
+    with pytest.raises(ConfigError) as caught:
+        validate({"latent_dimm": 4}, SPEC, "detector 'x'")
+    assert str(caught.value) == ("detector 'x' has no setting 'latent_dimm'; its settings are "
+                                 "['epochs', 'latent_dim', 'lr']. Did you mean 'latent_dim'?")
+    with pytest.raises(ConfigError) as caught:
+        validate({"zzz": 4}, SPEC, "detector 'x'")
+    assert "Did you mean" not in str(caught.value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,3 +583,5 @@ def test_loss_is_the_mean_squared_error():
 def test_companion_exports_what_the_chapters_use():
     for name in companion.__all__:
         assert hasattr(companion, name), name
+    for gone in ("train", "training"):  # the old API, replaced by the detectors (issue 13)
+        assert not hasattr(companion, gone), gone

@@ -1,0 +1,138 @@
+"""ALOCC (chapter 05): networks, losses, one training step, and the detector's fit/score/save."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from companion import detectors
+from companion.detectors.alocc import alocc_step
+from companion.errors import ConfigError
+from companion.models.alocc import (NORMALISATIONS, Discriminator, Reconstructor, add_noise,
+                                    reconstructor_loss, squared_error)
+
+from conftest import labelled_subset
+
+
+def strokes(n, column):
+    """Images in [0, 1] with one vertical bar (a crude "1") at ``column``."""
+    images = torch.zeros(n, 1, 28, 28)
+    images[:, :, 4:24, column:column + 3] = 1.0
+    return images
+
+
+def bars(n):
+    """Horizontal bars: the anomalies of these tests."""
+    images = torch.zeros(n, 1, 28, 28)
+    images[:, :, 12:15, 4:24] = 1.0
+    return images
+
+
+def small_alocc(**settings):
+    return detectors.make("alocc", **{"epochs": 2, "device": "cpu", "progress": False, **settings})
+
+
+@pytest.mark.parametrize("norm", NORMALISATIONS)
+def test_shapes_ranges_and_normalisation(norm):
+    torch.manual_seed(0)
+    r, d = Reconstructor(), Discriminator(norm=norm)
+    x = torch.rand(5, 1, 28, 28)
+    reconstruction = r(x)
+    assert reconstruction.shape == x.shape
+    assert reconstruction.min() >= 0 and reconstruction.max() <= 1  # sigmoid output
+    assert d(x).shape == (5, 2)
+    has_batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    assert has_batch_norm == (norm == "batch")
+
+
+def test_d_without_batch_norm_scores_each_image_alone():
+    """Without BatchNorm, D's output for an image does not depend on the rest of the batch."""
+    torch.manual_seed(0)
+    d = Discriminator(norm="none").train()
+    x = torch.rand(6, 1, 28, 28)
+    assert torch.allclose(d(x)[:3], d(x[:3]), atol=1e-6)
+
+
+def test_add_noise_stays_in_unit_range():
+    x = torch.rand(100, 1, 28, 28)
+    noisy = add_noise(x, 0.5)
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    assert not torch.equal(noisy, x)
+    assert torch.equal(add_noise(x, 0.0), x)
+
+
+def test_squared_error_sum_is_the_pixel_count_times_the_mean():
+    x, y = torch.rand(3, 1, 28, 28), torch.rand(3, 1, 28, 28)
+    assert torch.allclose(squared_error(x, y, "sum"), 784 * squared_error(x, y, "mean"))
+    torch.manual_seed(0)
+    d = Discriminator()
+    total, adversarial, l2 = reconstructor_loss(d, x, y, 0.4, "sum")
+    assert l2 == pytest.approx(float(squared_error(x, y, "sum").mean()))
+    assert total == pytest.approx(float(adversarial + 0.4 * l2))
+
+
+def test_one_step_changes_both_networks():
+    torch.manual_seed(0)
+    r, d = Reconstructor(), Discriminator(norm="none")
+    before_r = [p.detach().clone() for p in r.parameters()]
+    before_d = [p.detach().clone() for p in d.parameters()]
+    opt_r = torch.optim.Adam(r.parameters(), lr=1e-3)
+    opt_d = torch.optim.Adam(d.parameters(), lr=1e-3)
+    losses = alocc_step(r, d, opt_r, opt_d, strokes(8, 12), noise_std=0.15, n_dis=1,
+                        l2_lambda=0.4)
+    assert set(losses) == {"d_loss", "r_adversarial", "r_l2"}
+    assert all(np.isfinite(v) for v in losses.values())
+    assert all(not torch.equal(a, b) for a, b in zip(before_r, r.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before_d, d.parameters()))
+
+
+def test_fit_and_score_give_the_three_scores_and_maps():
+    torch.manual_seed(0)
+    train = labelled_subset(strokes(64, 12), torch.zeros(64))
+    test = labelled_subset(torch.cat([strokes(16, 12), bars(16)]),
+                           torch.cat([torch.zeros(16), torch.ones(16)]), anomaly_classes=[1])
+    det = small_alocc(epochs=8, lr=2e-3)
+    seen = []
+    history = det.fit(train, val=labelled_subset(strokes(16, 12), torch.zeros(16)),
+                      after_epoch=lambda epoch: seen.append(epoch) or {"marker": epoch})
+    assert seen == list(range(1, 9)) and history["marker"] == seen
+    best = int(np.argmin(history["val_loss"]))
+    assert history.chosen_epoch == best + 1  # lowest squared error on held-out normal images
+    scores = det.score(test)
+    assert scores.headline == "D(R(x))" and scores.names == ["D(R(x))", "D(x)", "R error"]
+    for name in ("D(x)", "D(R(x))"):
+        assert ((0 <= scores[name]) & (scores[name] <= 1)).all()
+    assert scores["R error"][scores.labels == 1].min() > scores["R error"][scores.labels == 0].max()
+    assert scores.outputs.shape == scores.inputs.shape == (32, 1, 28, 28)
+    assert np.allclose(scores.maps, (scores.inputs - scores.outputs).abs().sum(dim=1).numpy())
+    assert np.allclose(scores["R error"], scores.maps.reshape(32, -1).sum(axis=1), rtol=1e-5)
+
+
+def test_save_and_load_score_the_same(tmp_path):
+    torch.manual_seed(0)
+    det = small_alocc(d_norm="batch", l2_reduction="mean")
+    det.fit(labelled_subset(strokes(32, 12), torch.zeros(32)))
+    test = labelled_subset(torch.cat([strokes(4, 12), bars(4)]),
+                           torch.cat([torch.zeros(4), torch.ones(4)]), anomaly_classes=[1])
+    det.save(tmp_path / "alocc.pt")
+    again = detectors.load(tmp_path / "alocc.pt", device="cpu", progress=False)
+    assert again.settings == det.settings
+    for name in ("D(R(x))", "D(x)", "R error"):
+        assert np.allclose(det.score(test)[name], again.score(test)[name])
+    assert [p.name for p in tmp_path.iterdir()] == ["alocc.pt"]  # no temporary file left
+
+
+@pytest.mark.parametrize("settings, name", [({"n_dis": 0}, "n_dis=0"),
+                                            ({"noise_std": -0.1}, "noise_std=-0.1"),
+                                            ({"epochs": 0}, "epochs=0"),
+                                            ({"d_norm": "group"}, "d_norm='group'"),
+                                            ({"l2_reduction": "max"}, "l2_reduction='max'")])
+def test_bad_settings_name_the_value(settings, name):
+    with pytest.raises(ConfigError, match=name.replace("(", r"\(")):
+        small_alocc(**settings)
+
+
+def test_images_in_minus_one_to_one_are_refused():
+    images = strokes(4, 12) * 2 - 1
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        small_alocc().fit(labelled_subset(images, torch.zeros(4), value_range="[-1, 1]"))

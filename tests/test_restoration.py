@@ -1,0 +1,157 @@
+"""The restoration autoencoder (chapter 08): the erasure, the loss, the scores over all
+erasures, seeding, checkpoints, and detection on a small real split."""
+
+import numpy as np
+import pytest
+import torch
+
+import companion
+from companion import detectors
+from companion.detectors import RestorationAEDetector
+from companion.detectors.restoration import score_with_erasures
+from companion.errors import ConfigError
+from companion.models.restoration import (QUARTER_TURNS, check_square, restoration_errors,
+                                          restoration_loss, restorations, rotate)
+from conftest import labelled_subset
+
+TINY = dict(latent_dim=8, base_channels=4, epochs=2, batch_size=8, device="cpu", progress=False)
+
+
+def random_images(n=12, seed=0, shape=(1, 28, 28)):
+    return torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_rotate_is_a_quarter_turn_per_image_and_reversible():
+    x = random_images(8, shape=(2, 6, 6))
+    turns = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    turned = rotate(x, turns)
+    for image, original, k in zip(turned, x, turns.tolist()):
+        assert torch.equal(image, torch.rot90(original, k, dims=(-2, -1)))
+    assert torch.equal(rotate(turned, 4 - turns), x), "turning back undoes the erasure exactly"
+    assert torch.equal(rotate(x, 0), x) and torch.equal(rotate(x, 4), x)
+    assert torch.equal(rotate(rotate(x, 1), 1), rotate(x, 2))
+    # a permutation of the pixels: nothing is interpolated or lost
+    assert torch.equal(turned.flatten(1).sort().values, x.flatten(1).sort().values)
+    assert torch.equal(rotate(x, 1)[0, 0, 0], x[0, 0, :, -1]), "counter-clockwise"
+
+
+def test_non_square_images_are_refused_with_a_config_error():
+    with pytest.raises(ConfigError, match="square"):
+        check_square((1, 28, 32))
+    with pytest.raises(ConfigError, match="square"):
+        detectors.make("restoration_ae", **TINY).fit(labelled_subset(torch.rand(4, 1, 28, 32),
+                                                                     [0] * 4))
+
+
+def test_loss_is_the_error_to_the_upright_image_under_seeded_random_turns():
+    x = random_images(10)
+    identity = torch.nn.Identity()
+    loss = restoration_loss(identity, x, torch.Generator().manual_seed(3))
+    turns = torch.randint(4, (10,), generator=torch.Generator().manual_seed(3))
+    expected = torch.stack([((torch.rot90(image, int(k), dims=(-2, -1)) - image) ** 2).mean()
+                            for image, k in zip(x, turns)]).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert len(set(turns.tolist())) > 1, "the turns differ from image to image"
+
+
+def test_restoration_errors_cover_every_erasure():
+    x = random_images(5)
+    restored = restorations(torch.nn.Identity(), x)
+    assert restored.shape == (len(QUARTER_TURNS), *x.shape)
+    errors = restoration_errors(x, restored)
+    assert errors.shape == (5, 4)
+    assert torch.all(errors[:, 0] == 0), "the identity restores the upright image perfectly"
+    by_hand = ((torch.rot90(x, 2, dims=(-2, -1)) - x) ** 2).flatten(1).mean(dim=1)
+    assert torch.allclose(errors[:, 2], by_hand)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    images = random_images(16)
+    det = detectors.make("restoration_ae", seed=0, **TINY)
+    det.fit(labelled_subset(images, [0] * 16))
+    test = labelled_subset(random_images(10, seed=1), [0] * 5 + [1] * 5, anomaly_classes=[1])
+    return det, test, det.score(test)
+
+
+def test_headline_is_the_mean_restoration_error_over_all_erasures(fitted):
+    det, test, scores = fitted
+    assert det.headline == scores.headline == "restoration mse" == scores.names[0]
+    per_turn = np.stack([scores[name] for name in ("mse", "mse 90°", "mse 180°", "mse 270°")], 1)
+    np.testing.assert_allclose(scores["restoration mse"], per_turn.mean(axis=1), rtol=1e-6)
+    x = test.tensors()[0]
+    with torch.no_grad():
+        det.net.eval()
+        by_hand = {k: ((det.net(torch.rot90(x, k, dims=(-2, -1))) - x) ** 2).flatten(1).mean(1)
+                   for k in QUARTER_TURNS}
+        np.testing.assert_allclose(scores["mse"], by_hand[0].numpy(), rtol=1e-5)
+        np.testing.assert_allclose(scores["mse 270°"], by_hand[3].numpy(), rtol=1e-5)
+        restored = restorations(det.net, x)
+    np.testing.assert_allclose(scores.maps, (restored - x).abs().sum(dim=2).mean(dim=0).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert torch.allclose(scores.outputs, restored[0]), "outputs restore the upright image"
+    assert scores.maps.shape == (10, 28, 28) and torch.equal(scores.inputs, x)
+
+
+def test_same_seed_same_scores_other_seed_other_scores(fitted):
+    det, test, scores = fitted
+    again = detectors.make("restoration_ae", seed=0, **TINY)
+    again.fit(labelled_subset(random_images(16), [0] * 16))
+    np.testing.assert_array_equal(again.score(test)["restoration mse"], scores["restoration mse"])
+    other = detectors.make("restoration_ae", seed=1, **TINY)
+    other.fit(labelled_subset(random_images(16), [0] * 16))
+    assert not np.array_equal(other.score(test)["restoration mse"], scores["restoration mse"])
+
+
+def test_any_autoencoder_can_be_scored_over_the_erasures(fitted):
+    det, test, scores = fitted
+    same = score_with_erasures(det, test)
+    for name in scores.names:
+        np.testing.assert_array_equal(same[name], scores[name])
+    plain = detectors.make("conv_ae", **{k: v for k, v in TINY.items()})
+    plain.fit(labelled_subset(random_images(16), [0] * 16))
+    turned = score_with_erasures(plain, test)
+    assert turned.headline == "restoration mse"
+    np.testing.assert_allclose(turned["mse"], plain.score(test)["mse"], rtol=1e-5)
+    with pytest.raises(ConfigError, match="not a fitted autoencoder"):
+        score_with_erasures(detectors.make("conv_ae", **TINY), test)
+
+
+def test_save_and_load_scores_the_same(fitted, tmp_path):
+    det, test, scores = fitted
+    det.save(tmp_path / "restoration.pt")
+    loaded = detectors.load(tmp_path / "restoration.pt", device="cpu")
+    assert isinstance(loaded, RestorationAEDetector) and loaded.settings == det.settings
+    np.testing.assert_array_equal(loaded.score(test)["restoration mse"], scores["restoration mse"])
+
+
+def test_validation_loss_is_the_headline_score_of_the_held_out_images():
+    det = detectors.make("restoration_ae", seed=0, **{**TINY, "epochs": 3})
+    val = labelled_subset(random_images(6, seed=2), [0] * 6)
+    history = det.fit(labelled_subset(random_images(16), [0] * 16), val=val)
+    assert len(history["val_loss"]) == 3
+    kept = history["val_loss"][history.chosen_epoch - 1]
+    assert kept == min(history["val_loss"])
+    assert det.score(val)["restoration mse"].mean() == pytest.approx(kept, rel=1e-5)
+
+
+@pytest.mark.parametrize("setting, value, expected", [
+    ("epochs", 0, "epochs=0"), ("base_channels", 2.5, "base_channels=2.5"),
+    ("latent_dim", -1, "latent_dim=-1"), ("rotations", 4, "no setting 'rotations'")])
+def test_bad_settings_are_one_line_config_errors(setting, value, expected):
+    with pytest.raises(ConfigError, match=expected):
+        detectors.make("restoration_ae", **{setting: value})
+
+
+def test_a_fitted_model_detects_anomalies_on_a_small_real_split(tmp_path):
+    """MNIST "7" (which way is up matters for a 7) against "4", from the shipped sample."""
+    split = companion.one_class_split("mnist", [7], [4], data_dir=tmp_path, verbose=False,
+                                      value_range="[-1, 1]")
+    split.test = split.test.sample(400, seed=0)
+    det = detectors.make("restoration_ae", latent_dim=16, base_channels=8, epochs=6,
+                         batch_size=32, device="cpu", progress=False)
+    history = det.fit(split.train)
+    assert history["loss"][-1] < history["loss"][0]
+    scores = det.score(split.test)
+    assert 0.2 < scores.labels.mean() < 0.8
+    assert scores.auroc() > 0.75, scores.aurocs()
