@@ -1,6 +1,6 @@
 """Metrics that judge per-image scores, and the tables that summarise them.
 
-Defined in chapter 02; chapter 07 adds the per-class tables. Metrics come from scikit-learn;
+Defined in chapter 02; chapter 09 adds the per-class tables. Metrics come from scikit-learn;
 the anomaly is the positive class and a higher score means more anomalous.
 """
 

@@ -261,7 +261,7 @@ def plot_score_density(scores, groups, group_names, title: str, xlabel: str = "a
 
 
 def plot_class_aurocs(summary: dict, dataset: str, published: dict, title: str):
-    """Per-class AUROC (%) of a benchmark summary's entries for ``dataset``; chapter 07.
+    """Per-class AUROC (%) of a benchmark summary's entries for ``dataset``; chapter 09.
 
     ``summary`` is ``{(name, dataset): {class: (mean, std, seeds)}}`` (``benchmark.summarise``
     or ``headline_summary``): points are means over seeds, bars the sample std. ``published``

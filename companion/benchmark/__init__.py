@@ -1,4 +1,4 @@
-"""The one-class benchmark of chapter 07: the runner, its CSV record, the published tables."""
+"""The one-class benchmark of chapter 09: the runner, its CSV record, the published tables."""
 
 from .published import PUBLISHED
 from .results import (COLUMNS, append_row, class_table, headline_summary, mean_by_score,

@@ -1,4 +1,4 @@
-"""Where the benchmark's runs execute: one after another here, or as Ray tasks; chapter 08.
+"""Where the benchmark's runs execute: one after another here, or as Ray tasks; chapter 09.
 
 Both executors take the runs still to do and hand each finished row to ``record`` in the
 driver, the one process that writes the CSV file; rows arrive in whatever order runs finish.

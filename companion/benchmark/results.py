@@ -1,6 +1,6 @@
 """The benchmark's one record, a CSV file of runs, and the summaries chapters print from it.
 
-Defined in chapter 07. One row per finished run; the file is rewritten atomically with each new
+Defined in chapter 09. One row per finished run; the file is rewritten atomically with each new
 row, so an interrupted benchmark leaves a whole file behind.
 """
 
@@ -20,13 +20,13 @@ COLUMNS = ["model", "dataset", "normal_class", "seed", "auroc", "score", "auroc_
 
 
 def run_key(row: dict) -> tuple:
-    """What makes two runs the same run (settings included); chapter 07."""
+    """What makes two runs the same run (settings included); chapter 09."""
     return (row["model"], row["dataset"], int(row["normal_class"]), int(row["seed"]),
             row["settings"])
 
 
 def read_rows(path) -> list[dict]:
-    """The rows of a benchmark CSV file (none if it does not exist yet); chapter 07."""
+    """The rows of a benchmark CSV file (none if it does not exist yet); chapter 09."""
     path = Path(path)
     if not path.exists():
         return []
@@ -70,7 +70,7 @@ def summarise(rows, score: str | None = None) -> dict:
 
 def class_table(summary: dict, dataset: str, published: dict | None = None) -> str:
     """Per-class AUROC (%) of every model of ``dataset``: mean ± std over seeds, and the mean
-    over classes; ``published`` rows (name -> ten values in %) go underneath; chapter 07."""
+    over classes; ``published`` rows (name -> ten values in %) go underneath; chapter 09."""
     rows = {}
     for (model, d), per_class in summary.items():
         if d == dataset:
@@ -94,7 +94,7 @@ def headline_summary(rows, headlines: dict, earlier: bool = True) -> dict:
     ``headlines`` maps a model to the score it is judged by now (``MODELS[m].defaults()``);
     a model's rows count under it where each of them recorded that score. With ``earlier``, a
     model whose rows were written with another headline (the ``score`` column) also gets a row
-    under that one, marked "(earlier)". Keys are ``(label, dataset)``; chapter 07.
+    under that one, marked "(earlier)". Keys are ``(label, dataset)``; chapter 09.
     """
     summary = {}
     for model in dict.fromkeys(row["model"] for row in rows):
@@ -114,7 +114,7 @@ def headline_summary(rows, headlines: dict, earlier: bool = True) -> dict:
 def mean_by_score(rows) -> dict:
     """Mean over classes of every score the rows recorded: ``{model: {dataset: {score: mean}}}``.
 
-    The score lever of chapter 07: the same trained networks, ranked by each of their scores.
+    The score lever of chapter 09: the same trained networks, ranked by each of their scores.
     """
     means: dict = {}
     for model, dataset in dict.fromkeys((row["model"], row["dataset"]) for row in rows):
