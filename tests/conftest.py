@@ -12,6 +12,30 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 
 
+@pytest.fixture(scope="session")
+def book_build(tmp_path_factory):
+    """The strict build of the whole book, made once per test run: (returncode, log, html folder)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    build = subprocess.run(
+        [str(jupyter_book), "build", str(ROOT), "--all", "-W", "-n", "--keep-going",
+         "--path-output", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )
+    return build.returncode, build.stdout[-4000:] + build.stderr[-4000:], out / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def built_book(book_build):
+    """The built HTML folder; fails at once if the strict build failed."""
+    returncode, log, html = book_build
+    assert returncode == 0, log
+    return html
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if str(item.fspath).endswith(".ipynb"):  # nbval re-runs whole chapters

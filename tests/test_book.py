@@ -1,9 +1,6 @@
 """The book as readers get it: configuration consistent, shown companion code current, strict
 HTML build clean."""
 
-import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -100,15 +97,9 @@ def test_shown_companion_source_is_the_current_source():
 
 
 @pytest.mark.slow
-def test_strict_book_build(tmp_path):
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    build = subprocess.run(
-        [str(jupyter_book), "build", str(ROOT), "--all", "-W", "-n", "--keep-going",
-         "--path-output", str(tmp_path)],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-    html = tmp_path / "_build" / "html"
+def test_strict_book_build(book_build):
+    returncode, log, html = book_build
+    assert returncode == 0, log
     for chapter in CHAPTERS:
         page = (html / "chapters" / f"{chapter.stem}.html").read_text(encoding="utf-8")
         assert "<img" in page, f"{chapter.name} renders no figure"
