@@ -10,14 +10,16 @@ from __future__ import annotations
 import torch
 
 from ..engine import History, train_epochs
-from ..models.alocc import (Discriminator, Reconstructor, add_noise, discriminator_loss,
-                            not_real_probability, reconstructor_loss)
-from ..scores import Scores, l1_sum, mse
-from ..settings import Setting, non_negative_number, positive_int, positive_number
+from ..models.alocc import (NORMALISATIONS, Discriminator, Reconstructor, add_noise,
+                            discriminator_loss, not_real_probability, reconstructor_loss,
+                            squared_error)
+from ..scores import Scores, l1_sum
+from ..settings import Setting, non_negative_number, one_of, positive_int, positive_number
 from .base import EVALUATION_BATCH_SIZE, Detector
 
 
-def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: float) -> dict:
+def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: float,
+               reduction: str = "sum") -> dict:
     """One ALOCC update on a batch of normal images ``x`` (the seed's ``update_core``).
 
     Defined in chapter 05. ``n_dis`` steps of D (real x -> class 1, R(noisy x) -> class 0),
@@ -30,7 +32,8 @@ def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: f
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
-    r_loss, adversarial, l2 = reconstructor_loss(d, x, r(add_noise(x, noise_std)), l2_lambda)
+    r_loss, adversarial, l2 = reconstructor_loss(d, x, r(add_noise(x, noise_std)), l2_lambda,
+                                                 reduction)
     opt_r.zero_grad()
     r_loss.backward()
     opt_r.step()
@@ -39,6 +42,9 @@ def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: f
 
 class ALOCCDetector(Detector):
     """R (denoising conv AE) and D (conv classifier), Adam with β1 = 0.5; chapter 05.
+
+    As the seed, except that D has no normalisation by default (``d_norm="batch"`` is the
+    seed's); ``l2_reduction="sum"`` weighs R's squared error as the paper writes it.
 
     With validation images, the epoch of the lowest reconstruction error of R on them is kept:
     chosen without any anomaly. ``score`` gives ``"D(R(x))"`` (headline), ``"D(x)"`` and
@@ -55,12 +61,17 @@ class ALOCCDetector(Detector):
         "noise_std": Setting(0.15, non_negative_number, 0.15),
         "n_dis": Setting(1, positive_int, 1),
         "l2_lambda": Setting(0.4, non_negative_number, 0.4),
+        # The seed's per-pixel mean; "sum" is the paper's per-image ‖x − R(x̃)‖².
+        "l2_reduction": Setting("mean", one_of(("mean", "sum")), "mean"),
+        # Not the seed's BatchNorm: D trains on all-real and all-reconstructed batches, so batch
+        # statistics carry the answer in training and are gone at scoring (chapter 05).
+        "d_norm": Setting("none", one_of(NORMALISATIONS), "none"),
     }
 
     def _build(self) -> None:
         channels = self.image_shape[0]
         self.r = Reconstructor(channels).to(self.device)
-        self.d = Discriminator(channels).to(self.device)
+        self.d = Discriminator(channels, norm=self.settings["d_norm"]).to(self.device)
 
     def _fit(self, train, val_images, after_epoch=None) -> History:
         s = self.settings
@@ -69,9 +80,11 @@ class ALOCCDetector(Detector):
 
         def step(images, *_):
             return alocc_step(self.r, self.d, opt_r, opt_d, images, s["noise_std"], s["n_dis"],
-                              s["l2_lambda"])
+                              s["l2_lambda"], s["l2_reduction"])
 
-        validate = self._validation(val_images, lambda x: mse(x, self.r(x)))
+        # R's squared error on held-out normal images, in the units of its training term
+        validate = self._validation(val_images,
+                                    lambda x: squared_error(x, self.r(x), s["l2_reduction"]))
         return train_epochs(step, self._loader(train, shuffle=True), s["epochs"],
                             {"r": self.r, "d": self.d}, self.device, validate, after_epoch,
                             self.progress)
