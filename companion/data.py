@@ -271,7 +271,7 @@ class ClassSubset(Dataset):
         return self._select(order[:cut]), self._select(order[cut:])
 
     def sample(self, size: int, seed: int = 0):
-        """``size`` items chosen at random (all of them if there are fewer); chapter 07."""
+        """``size`` items chosen at random (all of them if there are fewer); chapter 09."""
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         return self._select(order[:size])
 

@@ -166,7 +166,7 @@ class FNetDetector(Detector):
 
 
 class FNetOEDetector(FNetDetector):
-    """:class:`FNetDetector` with outlier exposure on by default; chapter 07's ``fnet_oe``."""
+    """:class:`FNetDetector` with outlier exposure on by default; chapter 09's ``fnet_oe``."""
 
     name = "fnet_oe"
     SETTINGS = {**FNET_SETTINGS, "outlier_exposure": Setting(True, flag)}
