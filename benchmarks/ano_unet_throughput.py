@@ -8,11 +8,11 @@ Trains a fresh U-Net on each of the same ``--num-images`` images, first one afte
     .venv/bin/python benchmarks/ano_unet_throughput.py --device cuda --num-images 1024 \\
         --batch-sizes 1 16 64 256 1024
 
-Each setting runs in its own spawned process (``companion.profiling.in_fresh_process``), so
-that its peak memory is its own: on the CPU the highest resident set size during the run minus
-the size before it, on a GPU the growth of ``max_memory_allocated``. A one-image, one-step
-warm-up runs first in that process. The images are seeded noise and the f-Net is untrained: the
-cost of a step depends on neither.
+Each setting runs in its own spawned process (``timed_in_fresh_process`` of
+``companion.models.ano_unet``), so that its peak memory is its own: on the CPU the highest
+resident set size during the run minus the size before it, on a GPU the growth of
+``max_memory_allocated``. A warm-up on one image runs first in that process. The images are
+seeded noise and the f-Net is untrained: the cost of a step depends on neither.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import sys
 
 import torch
 
-from companion.models.ano_unet import bytes_per_image, optimise_batched, optimise_one_by_one
-from companion.models.fnet import FeatureNet
-from companion.profiling import in_fresh_process
 from companion.engine import resolve_device
+from companion.models.ano_unet import (bytes_per_image, optimise_batched, optimise_one_by_one,
+                                       timed_in_fresh_process)
+from companion.models.fnet import FeatureNet
 
 
 def measure(setting: str, images, fnet, centre, args) -> dict:
@@ -36,11 +36,10 @@ def measure(setting: str, images, fnet, centre, args) -> dict:
         optimise = optimise_one_by_one
     else:
         optimise, settings["batch_size"] = optimise_batched, int(setting)
-    fit, peak = in_fresh_process(optimise, images, fnet, centre, warm_up_args=(images[:1], fnet,
-                                                                                centre), **settings)
-    return {"setting": setting, "chunk": fit.chunk_size, "seconds": fit.seconds,
-            "images_per_s": len(images) / fit.seconds, "peak_bytes": peak,
-            "estimate_bytes": fit.chunk_size * bytes_per_image(fnet, (1, 28, 28)),
+    timing = timed_in_fresh_process(optimise, images, fnet, centre, **settings)
+    return {"setting": setting, "chunk": timing["U-Nets at once"], "seconds": timing["seconds"],
+            "images_per_s": timing["images/s"], "peak_mib": timing["peak MiB"],
+            "estimate_mib": timing["U-Nets at once"] * bytes_per_image(fnet, (1, 28, 28)) / 2**20,
             "device": str(device)}
 
 
@@ -75,8 +74,9 @@ def main(argv=None) -> int:
     for row in rows:
         name = "one-by-one" if row["setting"] == "one-by-one" else "batched"
         print(f"| {name} | {row['chunk']} | {row['images_per_s']:.2f} | "
-              f"{row['images_per_s'] / base:.1f} | {row['peak_bytes'] / 2**20:.0f} | "
-              f"{row['estimate_bytes'] / 2**20:.0f} |")
+              f"{row['images_per_s'] / base:.1f} | "
+              f"{'n/a' if row['peak_mib'] is None else format(row['peak_mib'], '.0f')} | "
+              f"{row['estimate_mib']:.0f} |")
     return 0
 
 

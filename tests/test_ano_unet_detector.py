@@ -84,8 +84,8 @@ def test_reference_sets_leave_out_the_anomaly_or_the_whole_dataset(mnist_split, 
     assert own[1].value_range == other[1].value_range == "[0, 1]"
 
 
-def test_tuning_images_are_balanced_held_out_and_never_test_images(mnist_split):
-    reference = reference_sets(mnist_split, 300, seed=0)
+def test_tuning_images_are_balanced_held_out_and_never_test_images(mnist_split, tmp_path):
+    reference = reference_sets(mnist_split, 300, seed=0, data_dir=tmp_path)
     own = next(iter(reference.values()))
     tuning = tuning_images(mnist_split, 40, seed=1, exclude=[own])
     assert tuning.class_counts() == {1: 20, 8: 20}

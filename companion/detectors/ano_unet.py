@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import torch
 
+from ..data import ClassSubset
 from ..engine import History
 from ..errors import ConfigError
 from ..models.ano_unet import optimise_batched
 from ..scores import Scores
-from ..settings import Setting, non_negative_number, optional_positive_int, positive_int, positive_number
+from ..settings import (Setting, non_negative_number, optional_positive_int, positive_int,
+                        positive_number)
 from .base import Detector
 from .fnet import FNET_SETTINGS, FNetDetector
 
@@ -29,6 +31,35 @@ def check_fnet(value, name: str, example=None):
         return value
     raise ConfigError(f"{name}={value!r}; use None (fit trains an f-Net) or a fitted "
                       "fnet_distance detector")
+
+
+def tuning_images(split, size: int, seed: int = 0, exclude=()) -> ClassSubset:
+    """Labelled images to choose β and the steps on, none of them a test image; chapter 06.
+
+    Half of ``size`` are normal images held out of training (``split.val``, so never in the
+    f-Net's centre), half anomaly-class images of the *training* split, all drawn at random and
+    none of them in a subset of ``exclude`` (the f-Net's reference images). The test split is
+    left for the scores that are reported; the price is a few labelled anomalies.
+    """
+    positive_int(size, "GRID_IMAGES", 64)
+    if split.val is None:
+        raise ConfigError("the split holds no normal images out of training; make it with "
+                          "one_class_split(..., val_fraction=0.2)")
+    candidates = ClassSubset(split.train.dataset, split.normal_classes, split.anomaly_classes,
+                             value_range=split.value_range)
+    usable = torch.ones(len(candidates), dtype=torch.bool)
+    for subset in exclude:
+        if subset.dataset is not candidates.dataset:
+            raise ConfigError("exclude= holds images of another dataset; pass only subsets of "
+                              "the split's training split (reference (a))")
+        usable &= ~torch.isin(candidates.indices, subset.indices)
+    normal = usable & torch.isin(candidates.indices, split.val.indices)
+    anomalous = usable & candidates.anomaly_labels.bool()
+    generator = torch.Generator().manual_seed(seed)
+    chosen = [positions[torch.randperm(len(positions), generator=generator)[:count]]
+              for positions, count in [(normal.nonzero().flatten(), size // 2),
+                                       (anomalous.nonzero().flatten(), size - size // 2)]]
+    return candidates._select(torch.cat(chosen))
 
 
 class AnoUnetDetector(Detector):
@@ -50,9 +81,9 @@ class AnoUnetDetector(Detector):
     }
 
     def _fnet_settings(self) -> dict:
-        inverse = {new: old for old, new in _FNET_NAMES.items()}
-        return {inverse.get(name, name): self.settings[name] for name in self.SETTINGS
-                if inverse.get(name, name) in FNET_SETTINGS and name != "fnet"}
+        # By the f-Net's own names: its "lr" is this detector's "fnet_lr", never the U-Net's "lr".
+        return {name: self.settings[_FNET_NAMES.get(name, name)] for name in FNET_SETTINGS
+                if name != "outlier_exposure"}
 
     def _build(self) -> None:
         self.fnet = self.settings["fnet"] or FNetDetector(

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..profiling import in_fresh_process
 from ..settings import (integer, non_negative_number, optional_positive_int, positive_int,
                         positive_number)
 from .fnet import FeatureNet, check_centre, feature_distance
@@ -55,11 +56,13 @@ class UNet(nn.Module):
 
     28 -> 14 -> 7 and back up (nearest-neighbour upsampling and a convolution), one convolution
     per level (the U-Net paper has two; one halves the cost), with ``base_channels``, twice and
-    four times as many feature maps per level, and skip connections. The seed's U-Net outputs the image itself and must first
-    learn to copy it; in the few dozen steps a CPU can afford per image, a plain U-Net trained
-    with L_R collapses to a black image instead (MNIST is mostly black). So G(x) = x + U(x):
-    copying is nearly free from the start and the steps go into what L_C objects to. There is
-    no normalisation layer: under ``vmap`` nothing may mix one image's U-Net with another's.
+    four times as many feature maps per level, and skip connections. The seed's U-Net outputs
+    the image itself and must first learn to copy it; in the few dozen steps a CPU can afford
+    per image, a plain U-Net trained with L_R collapses to a black image instead (MNIST is
+    mostly black). So G(x) = clip(x + U(x), 0, 1), and U's output convolution starts at zero:
+    G(x) = x before the first step, so whatever G changes, L_C asked for (with β = 0 nothing
+    changes at all). There is no normalisation layer: under ``vmap`` nothing may mix one
+    image's U-Net with another's.
     """
 
     def __init__(self, channels: int = 1, base_channels: int = 8):
@@ -74,6 +77,10 @@ class UNet(nn.Module):
         self.up1 = _upsample(2 * c, c)
         self.decoder1 = _conv(2 * c, c)
         self.output = nn.Conv2d(c, channels, 1)
+        # Zero, so U(x) = 0 and G(x) = x at the start; the first step's gradient reaches this
+        # layer alone, and the layers below it learn from the second step on.
+        nn.init.zeros_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip1 = self.encoder1(x)                                   # 28x28
@@ -81,13 +88,18 @@ class UNet(nn.Module):
         bottom = self.bottom(F.max_pool2d(skip2, 2))               # 7x7
         up2 = self.decoder2(torch.cat([self.up2(bottom), skip2], dim=1))
         up1 = self.decoder1(torch.cat([self.up1(up2), skip1], dim=1))
-        return (x + self.output(up1)).clamp(0, 1)
+        generated = x + self.output(up1)
+        # Clipped to [0, 1], but with the gradient kept at 0 and 1 themselves, which
+        # torch.clamp stops: with G(x) = x at the start, every black or white pixel lies there.
+        inside = (generated >= 0) & (generated <= 1)
+        return torch.where(inside, generated, generated.detach().clamp(0, 1))
 
 
 def initial_unet(seed: int = 0, channels: int = 1, base_channels: int = 8) -> UNet:
-    """The U-Net every test image starts from: PyTorch's default initialisation under ``seed``.
+    """The U-Net every test image starts from: G(x) = x, the weights below drawn under ``seed``.
 
-    Defined in chapter 06. Every image starts from these same weights, in both
+    Defined in chapter 06. PyTorch's default initialisation, but the output convolution is
+    zero (see :class:`UNet`). Every image starts from these same weights, in both
     :func:`optimise_one_by_one` and :func:`optimise_batched`, so an image's result depends on
     the image alone, not on its place in the test set. The global random state is left alone.
     """
@@ -284,3 +296,21 @@ def optimise_batched(images: torch.Tensor, fnet: FeatureNet, centre: torch.Tenso
             lc_scores.append(outputs[2])
     return _result(images.cpu(), torch.cat(generated), torch.cat(pixel_scores),
                    torch.cat(lc_scores), chunk, start)
+
+
+def timed_in_fresh_process(optimise, images: torch.Tensor, fnet: FeatureNet, centre: torch.Tensor,
+                           **settings) -> dict:
+    """``optimise(images, fnet, centre, **settings)`` in a fresh process: its speed and memory.
+
+    Defined in chapter 06, to set :func:`optimise_one_by_one` against :func:`optimise_batched`
+    (``benchmarks/ano_unet_throughput.py`` does the same for many chunk sizes). The call runs
+    through :func:`~companion.profiling.in_fresh_process` after a one-image warm-up there, so
+    its peak memory is its own. Returns the U-Nets trained at once, the seconds, images per
+    second, the peak memory in MiB (None where it cannot be read) and the pixel scores.
+    """
+    fit, peak_bytes = in_fresh_process(optimise, images, fnet, centre,
+                                       warm_up_args=(images[:1], fnet, centre), **settings)
+    return {"U-Nets at once": fit.chunk_size, "seconds": fit.seconds,
+            "images/s": len(images) / fit.seconds,
+            "peak MiB": None if peak_bytes is None else peak_bytes / 2**20,
+            "pixel_score": fit.pixel_score}
