@@ -9,7 +9,9 @@ from .ano_unet import AnoUnetDetector
 from .autoencoder import AutoencoderDetector, ConvAEDetector, DenseAEDetector
 from .base import EVALUATION_BATCH_SIZE, REGISTRY, Detector, load, make
 from .fnet import FNetDetector, FNetOEDetector
+from .restoration import RestorationAEDetector
 
 __all__ = ["ALOCCDetector", "AnoUnetDetector", "AutoencoderDetector", "ConvAEDetector",
            "DenseAEDetector", "Detector", "EVALUATION_BATCH_SIZE", "FNetDetector",
-           "FNetOEDetector", "REGISTRY", "alocc_step", "load", "make"]
+           "FNetOEDetector", "REGISTRY", "RestorationAEDetector", "alocc_step", "load",
+           "make"]
