@@ -20,6 +20,9 @@ def test_every_chapter_starts_with_a_parameters_cell_and_is_committed_clean():
     assert CHAPTERS, "no chapters found"
     for chapter in CHAPTERS:
         notebook = nbformat.read(chapter, as_version=4)
+        first = notebook.cells[0]
+        assert first.cell_type == "markdown" and first.source.lstrip().startswith("# "), \
+            f"{chapter.name}: the page must open with its title, above the parameters"
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]
         assert "parameters" in code[0].metadata.get("tags", []), chapter.name
         for cell in code:
