@@ -20,8 +20,10 @@ from torchvision import datasets, transforms
 
 from .errors import ConfigError, DatasetNotFoundError
 from .files import atomic_path
+from .settings import positive_int
 
-#: MNIST files shipped inside the package: the official test set and a 5,000-image training sample.
+#: MNIST files shipped inside the package: the official 60,000-image training and 10,000-image
+#: test sets, so the offline book and the benchmark follow the published protocol.
 SHIPPED_MNIST_DIR = Path(__file__).parent / "offline_data" / "mnist"
 #: Where Debian's ``dataset-fashion-mnist`` package puts the four official files.
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -29,12 +31,6 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 _IDX_FILES = {  # torchvision's uncompressed raw name -> name of the compressed source file
     "train-images-idx3-ubyte": "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte": "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte": "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte": "t10k-labels-idx1-ubyte.gz",
-}
-_SHIPPED_NAMES = {  # the shipped training sample has its own file names, so nobody mistakes it
-    "train-images-idx3-ubyte": "train-sample-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte": "train-sample-labels-idx1-ubyte.gz",
     "t10k-images-idx3-ubyte": "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte": "t10k-labels-idx1-ubyte.gz",
 }
@@ -137,11 +133,25 @@ def to_unit_range(images: torch.Tensor, value_range: str) -> torch.Tensor:
     return (images + 1) / 2 if check_value_range(value_range) == "[-1, 1]" else images
 
 
+def _gunzipped_size(source: Path) -> int:
+    """The size ``source`` decompresses to, from its gzip trailer (the size modulo 2**32)."""
+    try:
+        with open(source, "rb") as file:
+            file.seek(-4, 2)
+            return int.from_bytes(file.read(4), "little")
+    except OSError:  # too short to be a gzip file: decompressing it reports the damage
+        return -1
+
+
 def _decompress_into(raw_dir: Path, sources: dict[str, Path]) -> None:
-    """Gunzip each source to ``raw_dir/name`` atomically, so an interrupted copy is never read."""
+    """Gunzip each source to ``raw_dir/name`` atomically, so an interrupted copy is never read.
+
+    A copy whose size is not the source's (an older companion's 5,000-image training sample, for
+    instance) is replaced, so a stale copy is never mistaken for the source.
+    """
     for name, source in sources.items():
         target = raw_dir / name
-        if target.exists():
+        if target.exists() and target.stat().st_size == _gunzipped_size(source):
             continue
         try:
             with gzip.open(source, "rb") as src, atomic_path(target) as tmp, open(tmp, "wb") as dst:
@@ -200,7 +210,7 @@ def load_dataset(name: str, train: bool, data_dir="data", transform=None,
     offline = []  # (description, root, files to decompress into root/raw_folder/raw)
     if info.name == "mnist":
         offline.append(("the MNIST files shipped with the companion", data_dir / "offline-copies",
-                        {raw: SHIPPED_MNIST_DIR / gz for raw, gz in _SHIPPED_NAMES.items()}))
+                        {raw: SHIPPED_MNIST_DIR / gz for raw, gz in _IDX_FILES.items()}))
     if info.name == "fashion-mnist":
         offline.append((f"Debian's dataset-fashion-mnist ({DEBIAN_FASHION_MNIST_DIR})",
                         data_dir / "debian-copies",
@@ -347,14 +357,18 @@ class OneClassSplit:
 
 def one_class_split(dataset: str, normal_classes, anomaly_classes=None, data_dir="data",
                     value_range: str = "[-1, 1]", download_first: bool | str = False,
-                    verbose: bool = True, val_fraction: float = 0.0, seed: int = 0) -> OneClassSplit:
+                    verbose: bool = True, val_fraction: float = 0.0, seed: int = 0,
+                    train_size: int | None = None) -> OneClassSplit:
     """Cut a one-class split out of a torchvision dataset; chapter 01.
 
     ``anomaly_classes=None`` means every class that is not normal. Images come through
     :func:`image_transform` in ``value_range``, which the split and its subsets remember.
-    ``val_fraction`` > 0 holds that share of the normal training images out as ``split.val``
-    (chosen at random by ``seed``; chapter 04).
+    ``train_size`` keeps that many of the normal training images, drawn at random by ``seed``
+    (``None``: all of them), so a chapter fits its CPU budget and says how many it uses.
+    ``val_fraction`` > 0 then holds that share of them out as ``split.val`` (chapter 04).
     """
+    if train_size is not None:
+        positive_int(train_size, "TRAIN_SIZE", 500)
     info = dataset_info(dataset)
     normal = check_classes(info, normal_classes, "NORMAL_CLASSES")
     if anomaly_classes is None:
@@ -375,6 +389,12 @@ def one_class_split(dataset: str, normal_classes, anomaly_classes=None, data_dir
     test_data, test_source = load_dataset(info.name, False, data_dir, transform, download_first,
                                           verbose)
     train, val = ClassSubset(train_data, normal, value_range=value_range), None
+    available = len(train)
+    if train_size is not None and train_size < available:
+        train = train.sample(train_size, seed)
+        if verbose:
+            print(f"TRAIN_SIZE={train_size}: {len(train):,} of the {available:,} training images "
+                  f"of classes {normal}, drawn at random (seed {seed}), are used")
     if val_fraction:
         train, val = train.partition(val_fraction, seed)
     test = ClassSubset(test_data, normal, anomaly, value_range=value_range)

@@ -173,7 +173,7 @@ def test_class_subset_accepts_one_shot_iterables(mnist_test):
 
 def test_one_class_split_train_holds_only_normal_classes(mnist_data_dir):
     split = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False)
-    assert split.train.class_counts() == {1: 500}  # the shipped sample has 500 per class
+    assert split.train.class_counts() == {1: 6742}  # the full official training split
     assert torch.all(split.train.anomaly_labels == 0)
     for i in range(len(split.train)):
         image, original_class, label = split.train[i]
@@ -214,10 +214,10 @@ def test_value_range_zero_one_is_to_tensor_and_every_subset_remembers_it(mnist_d
 def test_val_fraction_holds_normal_training_images_out_at_random(mnist_data_dir):
     split = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False,
                             val_fraction=0.2, seed=3)
-    assert (len(split.train), len(split.val)) == (400, 100)
+    assert (len(split.train), len(split.val)) == (5394, 1348)
     assert not set(split.train.indices.tolist()) & set(split.val.indices.tolist())
-    assert split.val.class_counts() == {1: 100} and int(split.val.anomaly_labels.sum()) == 0
-    assert split.describe()["val_size"] == 100 and split.describe()["train_size"] == 400
+    assert split.val.class_counts() == {1: 1348} and int(split.val.anomaly_labels.sum()) == 0
+    assert split.describe()["val_size"] == 1348 and split.describe()["train_size"] == 5394
     again = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False,
                             val_fraction=0.2, seed=3)
     other = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, verbose=False,
@@ -262,19 +262,61 @@ def test_describe_reports_sizes_and_sources(mnist_data_dir):
     facts = split.describe()
     assert facts["dataset"] == "mnist"
     assert facts["normal_classes"] == [1] and facts["anomaly_classes"] == [8, 9]
-    assert facts["train_size"] == 500
+    assert facts["train_size"] == 6742
     assert facts["test_size"] == 1135 + 974 + 1009
     assert facts["test_anomalies"] == 974 + 1009
-    assert facts["train_split_size"] == 5_000
+    assert facts["train_split_size"] == 60_000
     assert "shipped" in facts["train_source"] and "shipped" in facts["test_source"]
 
 
-def test_training_sample_prints_a_note_about_the_sample(tmp_path, capsys):
+def test_the_shipped_training_split_is_the_full_one_and_says_so(tmp_path, capsys):
     dataset, _ = load_dataset("mnist", train=True, data_dir=tmp_path)
     out = capsys.readouterr().out
-    assert len(dataset) == 5_000
-    assert "mnist train split: 5,000 images from the MNIST files shipped" in out
-    assert "NOTE: this is a 5,000-image sample" in out and "not the full 60,000" in out
+    assert len(dataset) == 60_000
+    assert torch.bincount(torch.as_tensor(dataset.targets)).tolist() == [
+        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert "mnist train split: 60,000 images from the MNIST files shipped" in out
+    assert "NOTE" not in out
+
+
+def test_a_smaller_training_split_prints_a_note_about_the_sample(tmp_path, capsys):
+    write_tiny_idx_set(tmp_path / "MNIST" / "raw", tiny_idx_set(12, 7), compressed=False)
+    dataset, _ = load_dataset("mnist", train=True, data_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert len(dataset) == 12
+    assert "NOTE: this is a 12-image sample" in out and "not the full 60,000" in out
+
+
+def test_train_size_draws_that_many_normal_images_and_says_so(mnist_data_dir, capsys):
+    split = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, train_size=500,
+                            val_fraction=0.2, seed=3)
+    out = capsys.readouterr().out
+    assert "TRAIN_SIZE=500: 500 of the 6,742 training images of classes [1]" in out
+    assert (len(split.train), len(split.val)) == (400, 100)
+    indices = torch.cat([split.train.indices, split.val.indices])
+    assert len(set(indices.tolist())) == 500 and set(split.train.targets.tolist()) == {1}
+    again = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, train_size=500,
+                            val_fraction=0.2, seed=3, verbose=False)
+    assert torch.equal(again.train.indices, split.train.indices)
+    other = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, train_size=500,
+                            seed=4, verbose=False)
+    assert not torch.equal(other.train.indices[:400], split.train.indices)
+    everything = one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, train_size=10_000,
+                                 verbose=False)
+    assert len(everything.train) == 6742  # more than there are: all of them
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "500", True])
+def test_bad_train_size_is_a_clear_error(mnist_data_dir, bad):
+    with pytest.raises(ConfigError, match=rf"TRAIN_SIZE={bad!r}; use a positive integer"):
+        one_class_split("mnist", [1], [8], data_dir=mnist_data_dir, train_size=bad)
+
+
+def test_a_stale_smaller_copy_of_the_shipped_files_is_replaced(tmp_path, offline):
+    raw = tmp_path / "offline-copies" / "MNIST" / "raw"
+    write_tiny_idx_set(raw, tiny_idx_set(12, 7), compressed=False)  # say, an older 5,000-image sample
+    train, source = load_dataset("mnist", train=True, data_dir=tmp_path, verbose=False)
+    assert len(train) == 60_000 and "shipped" in source
 
 
 def test_test_split_prints_no_note_and_verbose_false_prints_nothing(tmp_path, capsys):
@@ -459,7 +501,7 @@ def test_data_dir_in_torchvision_layout_wins_over_shipped_files(tmp_path, offlin
 
 def test_without_data_dir_files_the_shipped_mnist_is_used(tmp_path, offline):
     train, source = load_dataset("mnist", train=True, data_dir=tmp_path, verbose=False)
-    assert len(train) == 5_000
+    assert len(train) == 60_000
     assert "shipped" in source
     raw = tmp_path / "offline-copies" / "MNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted(companion.data._IDX_FILES)
