@@ -91,7 +91,24 @@ def test_one_tiny_run_of_every_real_model(tmp_path):
     assert set(by_model["fnet_distance"]["auroc_by_score"]) == {"centre distance"}
     assert set(by_model["fnet_oe"]["auroc_by_score"]) == {"centre distance", "1 - P(normal)"}
     assert json.loads(by_model["alocc"]["settings"])["val_fraction"] == 0.2
+    f1 = by_model["alocc"]["f1_by_outlier_share"]  # the ALOCC paper's protocol, at D's 0.5
+    assert set(f1) == {"D(R(x))", "D(x)"}
+    assert all(list(per_share) == ["0.1", "0.2", "0.3", "0.4", "0.5"] and
+               all(0 <= v <= 1 for v in per_share.values()) for per_share in f1.values())
+    assert all(row["f1_by_outlier_share"] == {} for row in rows if row["model"] != "alocc")
     assert read_rows(out) == rows
+
+
+def test_rows_written_before_the_f1_column_existed_still_read(tmp_path):
+    out = tmp_path / "old.csv"
+    old_columns = [c for c in benchmark.COLUMNS if c != "f1_by_outlier_share"]
+    out.write_text(",".join(old_columns) + "\n" + 'conv_ae,mnist,3,0,0.9,mse,"{""mse"": 0.9}",'
+                   '1.5,6131,10000,shipped,cpu,"{}"\n')
+    (row,) = read_rows(out)
+    assert row["f1_by_outlier_share"] == {} and row["auroc_by_score"] == {"mse": 0.9}
+    benchmark.append_row(out, {**row, "seed": 1})
+    assert [r["seed"] for r in read_rows(out)] == [0, 1]
+    assert out.read_text().splitlines()[0] == ",".join(benchmark.COLUMNS)
 
 
 def test_second_call_redoes_nothing(tmp_path, counting):

@@ -2,9 +2,10 @@
 
 from .published import PUBLISHED
 from .results import (COLUMNS, append_row, class_table, headline_summary, mean_by_score,
-                      mean_over_classes, read_rows, run_key, score_table, summarise)
+                      mean_over_classes, outlier_share_f1, read_rows, run_key, score_table,
+                      summarise)
 from .runner import MODELS, BenchmarkModel, planned_runs, run_benchmark, run_one
 
 __all__ = ["COLUMNS", "MODELS", "PUBLISHED", "BenchmarkModel", "append_row", "class_table",
-           "headline_summary", "mean_by_score", "mean_over_classes", "planned_runs", "read_rows",
+           "headline_summary", "mean_by_score", "mean_over_classes", "outlier_share_f1", "planned_runs", "read_rows",
            "run_benchmark", "run_key", "run_one", "score_table", "summarise"]

@@ -16,7 +16,9 @@ from ..files import atomic_path
 from ..metrics import format_table
 
 COLUMNS = ["model", "dataset", "normal_class", "seed", "auroc", "score", "auroc_by_score",
-           "seconds", "train_size", "test_size", "train_source", "device", "settings"]
+           "f1_by_outlier_share", "seconds", "train_size", "test_size", "train_source", "device",
+           "settings"]
+_JSON_COLUMNS = ("auroc_by_score", "f1_by_outlier_share")
 
 
 def run_key(row: dict) -> tuple:
@@ -36,7 +38,8 @@ def read_rows(path) -> list[dict]:
         row["normal_class"], row["seed"] = int(row["normal_class"]), int(row["seed"])
         row["auroc"], row["seconds"] = float(row["auroc"]), float(row["seconds"])
         row["train_size"], row["test_size"] = int(row["train_size"]), int(row["test_size"])
-        row["auroc_by_score"] = json.loads(row["auroc_by_score"])
+        for column in _JSON_COLUMNS:  # rows written before a column existed read as empty
+            row[column] = json.loads(row.get(column) or "{}")
     return rows
 
 
@@ -47,7 +50,8 @@ def append_row(path, row: dict) -> None:
         writer = csv.DictWriter(file, COLUMNS)
         writer.writeheader()
         for each in rows:
-            writer.writerow({**each, "auroc_by_score": json.dumps(each["auroc_by_score"])})
+            writer.writerow({**each, **{column: json.dumps(each.get(column, {}))
+                                        for column in _JSON_COLUMNS}})
 
 
 def summarise(rows, score: str | None = None) -> dict:
@@ -109,6 +113,21 @@ def headline_summary(rows, headlines: dict, earlier: bool = True) -> dict:
             summary.update({(label, dataset): per_class
                             for (_, dataset), per_class in summarise(model_rows, score).items()})
     return summary
+
+
+def outlier_share_f1(rows, model: str, dataset: str, score: str) -> dict:
+    """F1 at each outlier share, mean over classes of the mean over seeds; chapter 05.
+
+    Returns ``{share: mean F1}`` (shares as the rows store them, "0.1", ...), empty if no row
+    of ``(model, dataset)`` recorded ``score``.
+    """
+    per_class: dict = {}
+    for row in rows:
+        if (row["model"], row["dataset"]) == (model, dataset) and score in row["f1_by_outlier_share"]:
+            per_class.setdefault(row["normal_class"], []).append(row["f1_by_outlier_share"][score])
+    shares = sorted({share for runs in per_class.values() for run in runs for share in run}, key=float)
+    return {share: float(np.mean([np.mean([run[share] for run in runs])
+                                  for runs in per_class.values()])) for share in shares}
 
 
 def mean_by_score(rows) -> dict:

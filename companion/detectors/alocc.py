@@ -53,6 +53,7 @@ class ALOCCDetector(Detector):
 
     name = "alocc"
     headline = "D(R(x))"
+    natural_thresholds = {"D(R(x))": 0.5, "D(x)": 0.5}  # D's verdict: more likely fake than real
     value_ranges = ("[0, 1]",)  # R ends in a sigmoid and the noise is clipped to [0, 1]
     SETTINGS = {
         "epochs": Setting(10, positive_int, 10),
