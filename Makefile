@@ -1,6 +1,7 @@
 # The book's two entry points, each with its own set-up (venv, pinned torch, data):
 #   make book   executes every chapter with papermill and renders the HTML into _build/html
-#   make test   runs the whole test suite (unit tests, papermill smoke runs, nbval, strict build)
+#   make test   runs the whole test suite (unit tests, each chapter executed once at its defaults
+#               with its checked cells compared, strict book build, headless-browser checks)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

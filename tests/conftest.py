@@ -38,7 +38,7 @@ def built_book(book_build):
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if str(item.fspath).endswith(".ipynb"):  # nbval re-runs whole chapters
+        if str(item.fspath).endswith(".ipynb"):  # `pytest --nbval-lax chapters/` by hand
             item.add_marker(pytest.mark.slow)
 
 

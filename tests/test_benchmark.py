@@ -251,3 +251,13 @@ def test_published_anchors_match_the_papers_means():
     assert means["AnoGAN (Ruff et al. 2018)"] == 91.27
     assert means["Deep SVDD (Ruff et al. 2018)"] == 94.80
     assert abs(means["GEOM (Golan & El-Yaniv 2018)"] - 93.5) < 0.1  # the paper rounds
+
+
+def test_dataset_settings_apply_to_their_dataset_only(monkeypatch):
+    monkeypatch.setitem(benchmark.MODELS, "conv_ae_long", BenchmarkModel(
+        "conv_ae", {"epochs": 20}, {"fashion-mnist": {"epochs": 80}}))
+    runs = planned_runs(["conv_ae_long"], ["mnist", "fashion-mnist"], [0], [0])
+    epochs = {run["dataset"]: json.loads(run["settings"])["epochs"] for run in runs}
+    assert epochs == {"mnist": 20, "fashion-mnist": 80}
+    overridden = planned_runs(["conv_ae_long"], ["fashion-mnist"], [0], [0], {"epochs": 3})
+    assert json.loads(overridden[0]["settings"])["epochs"] == 3, "the command line wins"

@@ -1,15 +1,21 @@
-"""Every chapter, run headlessly through papermill with tiny settings, writes its results file."""
+"""Every chapter, run once headlessly through papermill at its committed defaults (DEVICE set
+explicitly), writes its results file and prints what its committed checked cells show.
+
+One execution per chapter and test run: the check of the ``# NBVAL_CHECK_OUTPUT`` cells (nbval's
+lax mode, which would run each chapter a second time) is made on this same run, with nbval's
+own stream handling. ``chapters/profiles/smoke.yaml`` stays for a quick run by hand.
+"""
 
 import json
 
 import nbformat
 import papermill
 import pytest
-import yaml
+from nbval.plugin import transform_streams_for_comparison
 
 from conftest import CHAPTERS, ROOT
 
-SMOKE = yaml.safe_load((ROOT / "chapters" / "profiles" / "smoke.yaml").read_text())
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 
 
 def parameters_of(chapter):
@@ -35,19 +41,44 @@ def test_every_chapter_starts_with_a_parameters_cell_and_is_committed_clean():
             assert name in parameters_of(chapter), f"{chapter.name} lacks parameter {name}"
 
 
+def checked_outputs(cell) -> list:
+    """What a checked cell showed: its coalesced streams and its plain-text results."""
+    shown = []
+    for output in transform_streams_for_comparison(cell.outputs):
+        if output.output_type == "stream":
+            shown.append((output.name, output.text))
+        elif "text/plain" in output.get("data", {}):
+            shown.append((output.output_type, output.data["text/plain"]))
+    return shown
+
+
+def checked_cells(notebook) -> list:
+    return [cell for cell in notebook.cells if cell.cell_type == "code"
+            and CHECK_MARK in cell.source
+            and "injected-parameters" not in cell.metadata.get("tags", [])]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.stem)
-def test_chapter_runs_with_smoke_parameters(chapter, tmp_path):
+def test_chapter_runs_at_its_defaults_and_shows_its_committed_checked_outputs(chapter, tmp_path):
     known = parameters_of(chapter)
-    parameters = {name: value for name, value in SMOKE.items() if name in known}
-    # DEVICE as CI passes it (the smoke profile sets none): the results must say the chapter
-    # ran where it was told to, not wherever "auto" would have put it.
-    parameters.update(DATA_DIR=str(ROOT / "chapters" / "data"),
-                      RESULTS_DIR=str(tmp_path / "results"), DEVICE="cpu")
+    # DEVICE as CI passes it: the results must say the chapter ran where it was told to, not
+    # wherever "auto" would have put it. Everything else stays at the committed defaults.
+    parameters = {"DATA_DIR": str(ROOT / "chapters" / "data"), "DEVICE": "cpu",
+                  "RESULTS_DIR": str(tmp_path / "results")}
+    if "PROGRESS" in known:
+        parameters["PROGRESS"] = False
     if "CHECKPOINT_DIR" in known:
         parameters["CHECKPOINT_DIR"] = str(tmp_path / "checkpoints")
-    papermill.execute_notebook(str(chapter), str(tmp_path / chapter.name), parameters=parameters,
-                               cwd=str(chapter.parent), progress_bar=False, kernel_name="python3")
+    executed = papermill.execute_notebook(str(chapter), str(tmp_path / chapter.name),
+                                          parameters=parameters, cwd=str(chapter.parent),
+                                          progress_bar=False, kernel_name="python3")
+    committed = checked_cells(nbformat.read(chapter, as_version=4))
+    ran = checked_cells(nbformat.from_dict(executed))
+    assert len(ran) == len(committed)
+    for number, (stored, now) in enumerate(zip(committed, ran)):
+        assert checked_outputs(now) == checked_outputs(stored), \
+            f"{chapter.name}: checked cell {number} ({stored.source.splitlines()[1][:60]!r})"
     results = json.loads((tmp_path / "results" / f"{chapter.stem}.json").read_text())
     if "DATASET" not in known:  # the benchmark chapter: every dataset, from the committed runs
         assert results["runs"] > 0 and results["seconds"] > 0

@@ -30,13 +30,16 @@ class BenchmarkModel:
 
     detector: str
     settings: dict = field(default_factory=dict)
+    #: Settings for one dataset only, e.g. ``{"fashion-mnist": {"epochs": 80}}``.
+    dataset_settings: dict = field(default_factory=dict)
 
-    def defaults(self) -> dict:
-        """Every setting of a run, detector defaults filled in, headline score named."""
+    def defaults(self, dataset: str | None = None) -> dict:
+        """Every setting of a run on ``dataset``, detector defaults filled in, headline named."""
         detector = REGISTRY[self.detector]
         chosen = {name: setting.default for name, setting in detector.SETTINGS.items()
                   if name not in ("data_dir", "reference", "fnet")}
-        return {**chosen, **self.settings, "score": detector.headline}
+        return {**chosen, **self.settings, **self.dataset_settings.get(dataset, {}),
+                "score": detector.headline}
 
 
 MODELS: dict[str, BenchmarkModel] = {
@@ -55,12 +58,12 @@ MODELS: dict[str, BenchmarkModel] = {
 }
 
 
-def _settings(model: str, overrides: dict) -> dict:
+def _settings(model: str, dataset: str, overrides: dict) -> dict:
     unknown = sorted(set(overrides) - {"epochs", "max_train", "test_size"})
     if unknown:
         raise ConfigError(f"unknown benchmark setting(s) {unknown}; the runner overrides only "
                           "epochs, max_train and test_size")
-    settings = MODELS[model].defaults()
+    settings = MODELS[model].defaults(dataset)
     for name, value in overrides.items():
         if value is None:
             continue
@@ -87,7 +90,7 @@ def planned_runs(models, datasets, classes, seeds, overrides=None) -> list[dict]
         normal_classes = (range(info.num_classes) if classes is None
                           else check_classes(info, list(classes), "--classes"))
         for model in models:
-            settings = json.dumps(_settings(model, overrides or {}), sort_keys=True)
+            settings = json.dumps(_settings(model, info.name, overrides or {}), sort_keys=True)
             runs += [{"model": model, "dataset": info.name, "normal_class": c, "seed": s,
                       "settings": settings} for c in normal_classes for s in seeds]
     return runs
