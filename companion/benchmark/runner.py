@@ -52,9 +52,11 @@ MODELS: dict[str, BenchmarkModel] = {
     "fnet_oe": BenchmarkModel("fnet_oe"),
     # A U-Net per test image costs seconds on a CPU: a random 500 test images per run.
     "ano_unet": BenchmarkModel("ano_unet", {"test_size": 500}),
-    # Chapter 08's settings, fixed on training-split images only (the chapter tells how).
+    # Chapter 08's settings, fixed on training-split images only (the chapter tells how);
+    # Fashion-MNIST's still improved from 40 to 80 epochs there, MNIST's had levelled off.
     "restoration_ae": BenchmarkModel("restoration_ae", {"latent_dim": 32, "base_channels": 32,
-                                                        "epochs": 40, "batch_size": 64}),
+                                                        "epochs": 40, "batch_size": 64},
+                                     {"fashion-mnist": {"epochs": 80}}),
 }
 
 
