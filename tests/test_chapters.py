@@ -44,11 +44,12 @@ def test_every_chapter_starts_with_a_parameters_cell_and_is_committed_clean():
 def checked_outputs(cell) -> list:
     """What a checked cell showed: its coalesced streams and its plain-text results."""
     shown = []
+    # nbval hands back plain dicts, not nbformat nodes: index them, no attribute access.
     for output in transform_streams_for_comparison(cell.outputs):
-        if output.output_type == "stream":
-            shown.append((output.name, output.text))
+        if output["output_type"] == "stream":
+            shown.append((output["name"], output["text"]))
         elif "text/plain" in output.get("data", {}):
-            shown.append((output.output_type, output.data["text/plain"]))
+            shown.append((output["output_type"], output["data"]["text/plain"]))
     return shown
 
 
