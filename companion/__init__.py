@@ -23,9 +23,23 @@ def show_source(obj):
     return Markdown(f"```python\n{inspect.getsource(obj)}```")
 
 
+def glue(name: str, text: str):
+    """Name a figure a cell computed, for the chapter's text (chapter 09).
+
+    The book's build writes it where the Markdown says ``{glue:text}`name` ``, so the prose
+    quotes the outputs and cannot drift from them. Without myst-nb (Colab, plain Jupyter) this
+    does nothing: the cells print the same figures.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, text, display=False)
+
+
 __all__ = [
     "ClassSubset", "CompanionError", "ConfigError", "DatasetNotFoundError", "DeviceError",
-    "History", "OneClassSplit", "dataset_info", "detectors", "image_transform", "in_memory",
+    "History", "OneClassSplit", "dataset_info", "detectors", "glue", "image_transform", "in_memory",
     "load_checkpoint", "load_dataset", "make_loader", "metrics", "models", "one_class_split",
     "plots", "read_results", "resolve_device", "save_checkpoint", "scores", "set_seed",
     "show_source", "train_epochs", "write_results",

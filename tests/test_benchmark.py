@@ -4,12 +4,14 @@ and the summaries chapters print from its CSV file."""
 import json
 import math
 import re
+import sys
 
 import numpy as np
 import pytest
 
 from companion import benchmark
-from companion.benchmark import (BenchmarkModel, class_table, mean_over_classes,
+from conftest import ROOT
+from companion.benchmark import (BenchmarkModel, class_table, mean_over_classes, score_table,
                                  planned_runs, read_rows, run_benchmark, run_key, summarise)
 from companion.benchmark.__main__ import main
 from companion.detectors import REGISTRY, Detector
@@ -213,6 +215,9 @@ def test_class_table_shows_percent_means_stds_and_published_rows():
     assert lines[1].split() == ["conv_ae", "90.0±1.0", "80.0", "85.00"]
     assert lines[2].split() == ["paper", "95.0", "85.0", "90.00"]
     assert len(lines) == 3, "other datasets' rows stay out"
+    with_means = class_table(summary, "mnist", {"paper": [95.0, 85.0]}, {"mean only": 97.5})
+    assert with_means.splitlines()[3].split() == ["mean", "only", "97.50"]
+    assert with_means.splitlines()[3].rstrip().endswith("97.50")  # in the mean column, no cells
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -261,3 +266,22 @@ def test_dataset_settings_apply_to_their_dataset_only(monkeypatch):
     assert epochs == {"mnist": 20, "fashion-mnist": 80}
     overridden = planned_runs(["conv_ae_long"], ["fashion-mnist"], [0], [0], {"epochs": 3})
     assert json.loads(overridden[0]["settings"])["epochs"] == 3, "the command line wins"
+
+
+def test_score_table_marks_each_models_headline_once():
+    rows = [{"model": "m", "dataset": "mnist", "normal_class": c, "seed": 0, "auroc": a,
+             "score": "mse", "auroc_by_score": {"mse": a, "ssim": 1 - a}}
+            for c, a in [(0, 0.8), (1, 0.6)]]
+    lines = score_table(rows, {"m": "mse"}).splitlines()[1:]
+    assert [line.split()[2:] for line in lines] == [["mse", "70.00", "headline"], ["ssim", "30.00"]]
+
+
+def test_benchmarks_readme_shows_what_the_committed_grid_holds():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import grid_summary
+    finally:
+        sys.path.pop(0)
+    readme = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    assert grid_summary.readme_table(readme) == grid_summary.grid_table(), \
+        "run .venv/bin/python benchmarks/grid_summary.py --update benchmarks/README.md"

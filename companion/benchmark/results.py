@@ -72,9 +72,11 @@ def summarise(rows, score: str | None = None) -> dict:
             for key, per_class in values.items()}
 
 
-def class_table(summary: dict, dataset: str, published: dict | None = None) -> str:
+def class_table(summary: dict, dataset: str, published: dict | None = None,
+                published_means: dict | None = None) -> str:
     """Per-class AUROC (%) of every model of ``dataset``: mean ± std over seeds, and the mean
-    over classes; ``published`` rows (name -> ten values in %) go underneath; chapter 09."""
+    over classes; ``published`` rows (name -> ten values in %) go underneath, then
+    ``published_means`` (name -> the paper's mean in %, no per-class cells); chapter 09."""
     rows = {}
     for (model, d), per_class in summary.items():
         if d == dataset:
@@ -83,6 +85,8 @@ def class_table(summary: dict, dataset: str, published: dict | None = None) -> s
             rows[model]["mean"] = f"{100 * np.mean([m for m, _, _ in per_class.values()]):.2f}"
     for name, values in (published or {}).items():
         rows[name] = {**{c: f"{v:.1f}" for c, v in enumerate(values)}, "mean": f"{np.mean(values):.2f}"}
+    for name, mean in (published_means or {}).items():
+        rows[name] = {"mean": f"{mean:.2f}"}
     classes = sorted({c for cells in rows.values() for c in cells if c != "mean"})
     return format_table(rows, classes + ["mean"], "model", width=11)
 
@@ -146,16 +150,40 @@ def mean_by_score(rows) -> dict:
 
 def score_table(rows, headlines: dict) -> str:
     """:func:`mean_by_score` in % as a table, one line per (model, dataset, score), marking the
-    headline the rows were written with ("earlier") and the one ``headlines`` names ("now")."""
-    recorded = {row["model"]: row["score"] for row in rows}
+    headline score ``headlines`` names for each model; chapter 09."""
     lines = {}
     for model, per_dataset in mean_by_score(rows).items():
         for dataset, means in per_dataset.items():
             for score, mean in means.items():
-                roles = [role for role, headline in (("earlier", recorded[model]),
-                                                     ("now", headlines.get(model)))
-                         if headline == score]
                 lines[f"{model:<15}{dataset:<15}{score}"] = {
-                    "mean AUROC (%)": f"{100 * mean:.2f}", "headline": " and ".join(roles)}
+                    "mean AUROC (%)": f"{100 * mean:.2f}",
+                    "headline": "headline" if headlines.get(model) == score else ""}
     return format_table(lines, ["mean AUROC (%)", "headline"],
                         f"{'model':<15}{'dataset':<15}score", width=16)
+
+
+def markdown_summary(rows, headlines: dict, published_means: dict) -> str:
+    """The committed grid in one Markdown table (benchmarks/README.md): per model and dataset,
+    runs of 30, mean AUROC (%) of the headline over the classes present, and minutes; the
+    published means underneath. A test checks that the README shows what the file holds."""
+    datasets = ["mnist", "fashion-mnist"]
+    lines = ["| model | headline | " + " | ".join(f"{d}: runs | {d}: mean AUROC (%) | {d}: minutes"
+                                              for d in datasets) + " |",
+             "| --- | --- |" + " ---: | ---: | ---: |" * len(datasets)]
+    summary = summarise(rows)
+    for model in dict.fromkeys(row["model"] for row in rows):
+        cells = []
+        for dataset in datasets:
+            group = [row for row in rows if (row["model"], row["dataset"]) == (model, dataset)]
+            if not group:
+                cells += ["0 of 30", "", ""]
+                continue
+            mean = 100 * mean_over_classes(summary[(model, dataset)])
+            cells += [f"{len(group)} of 30", f"{mean:.2f}",
+                      f"{sum(row['seconds'] for row in group) / 60:.1f}"]
+        lines.append(f"| {model} | `{headlines[model]}` | " + " | ".join(cells) + " |")
+    for dataset, means in published_means.items():
+        for name, mean in means.items():
+            cells = [["", f"{mean:.2f}", ""] if d == dataset else ["", "", ""] for d in datasets]
+            lines.append(f"| {name} | published | " + " | ".join(c for d in cells for c in d) + " |")
+    return "\n".join(lines)
