@@ -6,12 +6,13 @@ lax mode, which would run each chapter a second time) is made on this same run, 
 own stream handling. ``chapters/profiles/smoke.yaml`` stays for a quick run by hand.
 """
 
+import copy
 import json
 
 import nbformat
 import papermill
 import pytest
-from nbval.plugin import transform_streams_for_comparison
+from nbval.plugin import coalesce_streams, transform_streams_for_comparison
 
 from conftest import CHAPTERS, ROOT
 
@@ -42,12 +43,13 @@ def test_every_chapter_starts_with_a_parameters_cell_and_is_committed_clean():
 
 
 def checked_outputs(cell) -> list:
-    """What a checked cell showed: its coalesced streams and its plain-text results."""
+    """What a checked cell showed, as nbval compares it: streams merged by name (``\r`` and
+    ``\b`` applied), then each stream keyed by its name; results by their plain text."""
     shown = []
-    # nbval hands back plain dicts, not nbformat nodes: index them, no attribute access.
-    for output in transform_streams_for_comparison(cell.outputs):
+    # nbval's two steps mutate and return plain dicts: work on a copy, index the results.
+    for output in transform_streams_for_comparison(coalesce_streams(copy.deepcopy(cell.outputs))):
         if output["output_type"] == "stream":
-            shown.append((output["name"], output["text"]))
+            shown.append(sorted((key, text) for key, text in output.items() if key != "output_type"))
         elif "text/plain" in output.get("data", {}):
             shown.append((output["output_type"], output["data"]["text/plain"]))
     return shown
@@ -108,3 +110,17 @@ def test_bad_parameter_fails_at_first_use_with_one_line(tmp_path):
     assert error.ename == "ConfigError"
     assert "NORMAL_CLASSES contains 10" in error.evalue
     assert error.traceback == [f"ConfigError: {error.evalue}"]  # one line, no deep traceback
+
+
+def test_checked_outputs_compare_streams_merged_and_results_by_text():
+    def cell(*outputs):
+        return nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT", outputs=list(outputs))
+    stream = nbformat.v4.new_output
+    split = cell(stream("stream", name="stdout", text="a\n"), stream("stream", name="stdout", text="b\n"))
+    whole = cell(stream("stream", name="stdout", text="a\nb\n"))
+    assert checked_outputs(split) == checked_outputs(whole) == [[("stdout", "a\nb\n")]]
+    assert checked_outputs(cell(stream("stream", name="stdout", text="a\nc\n"))) != checked_outputs(whole)
+    assert checked_outputs(cell(stream("stream", name="stderr", text="a\nb\n"))) != checked_outputs(whole)
+    result = cell(stream("execute_result", data={"text/plain": "42"}, execution_count=1))
+    assert checked_outputs(result) == [("execute_result", "42")]
+    assert split.outputs[1].text == "b\n", "the committed cell is left as it was"
