@@ -137,3 +137,19 @@ def test_images_in_minus_one_to_one_are_refused():
     images = strokes(4, 12) * 2 - 1
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         small_alocc().fit(labelled_subset(images, torch.zeros(4), value_range="[-1, 1]"))
+
+
+def test_d_of_r_separates_real_ones_from_zeros_after_a_short_training(tmp_path):
+    """The paper's score on real MNIST (the shipped files): 128 training "1"s, 3 epochs, the
+    detector's defaults; D(R(x)) must rank a random 200 test "1"s and "0"s almost perfectly.
+    (Measured here: 0.998 to 1.000 over seeds 0-3.)"""
+    import companion
+
+    split = companion.one_class_split("mnist", [1], [0], data_dir=tmp_path, value_range="[0, 1]",
+                                      train_size=128, seed=0, verbose=False)
+    split.test = split.test.sample(200, 0)
+    det = detectors.make("alocc", epochs=3, device="cpu", seed=0, progress=False)
+    det.fit(split.train)
+    scores = det.score(split.test)
+    assert scores.headline == "D(R(x))"
+    assert scores.auroc() > 0.95, scores.aurocs()

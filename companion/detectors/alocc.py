@@ -43,8 +43,9 @@ def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: f
 class ALOCCDetector(Detector):
     """R (denoising conv AE) and D (conv classifier), Adam with β1 = 0.5; chapter 05.
 
-    As the seed, except that D has no normalisation by default (``d_norm="batch"`` is the
-    seed's); ``l2_reduction="sum"`` weighs R's squared error as the paper writes it.
+    As the seed, except in two defaults: D has no normalisation (``d_norm="batch"`` is the
+    seed's), and R's squared error is summed over each image as the paper writes it
+    (``l2_reduction="mean"`` is the seed's per-pixel mean).
 
     With validation images, the epoch of the lowest reconstruction error of R on them is kept:
     chosen without any anomaly. ``score`` gives ``"D(R(x))"`` (headline), ``"D(x)"`` and
@@ -62,8 +63,9 @@ class ALOCCDetector(Detector):
         "noise_std": Setting(0.15, non_negative_number, 0.15),
         "n_dis": Setting(1, positive_int, 1),
         "l2_lambda": Setting(0.4, non_negative_number, 0.4),
-        # The seed's per-pixel mean; "sum" is the paper's per-image ‖x − R(x̃)‖².
-        "l2_reduction": Setting("mean", one_of(("mean", "sum")), "mean"),
+        # The paper's per-image ‖x − R(x̃)‖²; "mean" is the seed's per-pixel mean, which leaves
+        # λ·L2 negligible beside the adversarial term (chapter 05 measures both).
+        "l2_reduction": Setting("sum", one_of(("mean", "sum")), "sum"),
         # Not the seed's BatchNorm: D trains on all-real and all-reconstructed batches, so batch
         # statistics carry the answer in training and are gone at scoring (chapter 05).
         "d_norm": Setting("none", one_of(NORMALISATIONS), "none"),
