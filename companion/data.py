@@ -185,7 +185,8 @@ def wants_download(download) -> bool:
     """``DOWNLOAD``: True, False, or ``"auto"`` = download first on Colab only; chapter 01.
 
     A Colab notebook is online and has none of the offline copies a clone has, so there the
-    full datasets come from torchvision, not from the sample shipped with the companion.
+    datasets come from torchvision, as a reader online expects, not from the copies shipped with the
+    companion.
     """
     if download == "auto":
         return "google.colab" in sys.modules
