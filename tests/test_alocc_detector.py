@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+import companion
 from companion import detectors
 from companion.detectors.alocc import alocc_step
 from companion.errors import ConfigError
@@ -143,8 +144,6 @@ def test_d_of_r_separates_real_ones_from_zeros_after_a_short_training(tmp_path):
     """The paper's score on real MNIST (the shipped files): 128 training "1"s, 3 epochs, the
     detector's defaults; D(R(x)) must rank a random 200 test "1"s and "0"s almost perfectly.
     (Measured here: 0.998 to 1.000 over seeds 0-3.)"""
-    import companion
-
     split = companion.one_class_split("mnist", [1], [0], data_dir=tmp_path, value_range="[0, 1]",
                                       train_size=128, seed=0, verbose=False)
     split.test = split.test.sample(200, 0)

@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 
 from companion import benchmark
-from conftest import ROOT
-from companion.benchmark import (BenchmarkModel, class_table, mean_over_classes, score_table,
-                                 planned_runs, read_rows, run_benchmark, run_key, summarise)
+from companion.benchmark import (BenchmarkModel, class_table, headline_summary, mean_over_classes,
+                                 planned_runs, read_rows, run_benchmark, run_key, score_table,
+                                 summarise)
 from companion.benchmark.__main__ import main
 from companion.detectors import REGISTRY, Detector
 from companion.engine import History, resolve_device
 from companion.errors import ConfigError
 from companion.settings import Setting, positive_int
+
+from conftest import ROOT
 
 TINY = {"epochs": 1, "max_train": 40, "test_size": 300}
 
@@ -285,3 +287,12 @@ def test_benchmarks_readme_shows_what_the_committed_grid_holds():
     readme = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
     assert grid_summary.readme_table(readme) == grid_summary.grid_table(), \
         "run .venv/bin/python benchmarks/grid_summary.py --update benchmarks/README.md"
+
+
+def test_headline_summary_labels_each_model_by_its_headline_score():
+    rows = [{"model": "m", "dataset": "mnist", "normal_class": 0, "seed": s, "auroc": a,
+             "score": "mse", "auroc_by_score": {"mse": a, "ssim": 1 - a}}
+            for s, a in [(0, 0.8), (1, 0.9)]]
+    summary = headline_summary(rows, {"m": "ssim"})
+    assert list(summary) == [("m: ssim", "mnist")]
+    assert summary[("m: ssim", "mnist")][0][0] == pytest.approx(0.15)

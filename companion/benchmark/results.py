@@ -96,26 +96,15 @@ def mean_over_classes(per_class: dict) -> float:
     return float(np.mean([mean for mean, _, _ in per_class.values()]))
 
 
-def headline_summary(rows, headlines: dict, earlier: bool = True) -> dict:
-    """:func:`summarise` under each model's headline score now, for :func:`class_table`.
-
-    ``headlines`` maps a model to the score it is judged by now (``MODELS[m].defaults()``);
-    a model's rows count under it where each of them recorded that score. With ``earlier``, a
-    model whose rows were written with another headline (the ``score`` column) also gets a row
-    under that one, marked "(earlier)". Keys are ``(label, dataset)``; chapter 09.
-    """
+def headline_summary(rows, headlines: dict) -> dict:
+    """:func:`summarise` under each model's headline score, for :func:`class_table` and the
+    figures; keys are ``("model: score", dataset)``, ``headlines`` maps a model to its headline
+    (``MODELS[m].defaults()["score"]``); chapter 09."""
     summary = {}
     for model in dict.fromkeys(row["model"] for row in rows):
         model_rows = [row for row in rows if row["model"] == model]
-        recorded, now = model_rows[0]["score"], headlines.get(model)
-        labelled = []
-        if earlier and recorded != now:
-            labelled.append((f"{model}: {recorded} (earlier)", None))
-        if now is not None and all(now in row["auroc_by_score"] for row in model_rows):
-            labelled.append((f"{model}: {now}", now))
-        for label, score in labelled:
-            summary.update({(label, dataset): per_class
-                            for (_, dataset), per_class in summarise(model_rows, score).items()})
+        summary.update({(f"{model}: {headlines[model]}", dataset): per_class
+                        for (_, dataset), per_class in summarise(model_rows, headlines[model]).items()})
     return summary
 
 
