@@ -119,15 +119,17 @@ class History:
 def train_epochs(step: Callable[..., dict], loader, num_epochs: int, modules: dict[str, nn.Module],
                  device, validate: Callable[[], float] | None = None,
                  after_epoch: Callable[[int], dict] | None = None, progress: bool = True,
-                 desc: str = "epochs") -> History:
+                 desc: str = "epochs", stop_below: float | None = None) -> History:
     """The book's one training loop; chapter 02.
 
     ``step(*batch)`` makes one update on a batch (moved to ``device``) and returns named losses;
     their means over each epoch go into the log. ``modules`` are put in training mode for the
     steps and in evaluation mode after each epoch. With ``validate`` (the loss on held-out
     *normal* images, lower is better) the weights of the best epoch are kept: a stopping rule
-    that needs no anomaly labels. ``after_epoch(epoch)`` may log more figures (test metrics for
-    a plot, say); it never chooses anything.
+    that needs no anomaly labels. With ``stop_below`` as well, training ends after the first
+    epoch whose ``val_loss`` is below it, and that epoch is kept (ALOCC's rule, chapter 05).
+    ``after_epoch(epoch)`` may log more figures (test metrics for a plot, say); it never chooses
+    anything.
     """
     positive_int(num_epochs, "EPOCHS", 10)
     device = torch.device(device)
@@ -136,7 +138,7 @@ def train_epochs(step: Callable[..., dict], loader, num_epochs: int, modules: di
             if parameter.device.type != device.type:
                 raise DeviceError(f"{name} has weights on {parameter.device}, but the batches "
                                   f"go to {device}; move it with .to(device) first")
-    history, best, best_state = History(), float("inf"), None
+    history, best, best_state, stopped = History(), float("inf"), None, False
     start = time.perf_counter()
     for epoch in tqdm(range(1, num_epochs + 1), desc=desc, disable=not progress):
         for module in modules.values():
@@ -161,9 +163,12 @@ def train_epochs(step: Callable[..., dict], loader, num_epochs: int, modules: di
             logged.update(after_epoch(epoch))
         for name, value in logged.items():
             history.log.setdefault(name, []).append(value)
-    if best_state is None:
+        if stop_below is not None and validate is not None and logged["val_loss"] < stop_below:
+            history.chosen_epoch, stopped = epoch, True  # the modules hold this epoch's weights
+            break
+    if not stopped and best_state is None:
         history.chosen_epoch = num_epochs
-    else:
+    elif not stopped:
         for name, module in modules.items():
             module.load_state_dict(best_state[name])
     history.seconds = time.perf_counter() - start

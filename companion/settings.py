@@ -37,6 +37,10 @@ def positive_number(value, name: str, example: float = 1.0) -> float:
     return float(value)
 
 
+def optional_positive_number(value, name: str, example: float = 1.0) -> float | None:
+    return None if value is None else positive_number(value, name, example)
+
+
 def non_negative_number(value, name: str, example: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         raise ConfigError(f"{name}={value!r}; use a number >= 0 such as {example:g}")

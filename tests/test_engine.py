@@ -301,6 +301,39 @@ def test_validation_keeps_the_best_epoch_and_restores_its_weights():
     assert logged == [1, 2, 3, 4] and history["marker"] == [10, 20, 30, 40]
 
 
+def counting_net_and_step():
+    net = nn.Linear(1, 1)
+
+    def step(*_):
+        with torch.no_grad():
+            net.weight += 1.0
+        return {"loss": 0.0}
+    return net, step
+
+
+def test_stop_below_ends_at_the_first_epoch_under_the_threshold_and_keeps_it():
+    net, step = counting_net_and_step()
+    start = net.weight.item()
+    values = iter([3.0, 0.5, 0.2, 0.1])  # under 1.0 first at epoch 2; later epochs are lower
+    history = train_epochs(step, make_loader(TensorDataset(torch.zeros(2, 1)), 2), 4,
+                           {"net": net}, "cpu", lambda: next(values), progress=False,
+                           stop_below=1.0)
+    assert history["epoch"] == [1, 2] and history["val_loss"] == [3.0, 0.5]
+    assert history.chosen_epoch == 2
+    assert net.weight.item() == start + 2, "the weights are those of the stopping epoch"
+
+
+def test_stop_below_never_reached_falls_back_to_the_best_epoch():
+    net, step = counting_net_and_step()
+    start = net.weight.item()
+    values = iter([3.0, 2.0, 4.0])
+    history = train_epochs(step, make_loader(TensorDataset(torch.zeros(2, 1)), 2), 3,
+                           {"net": net}, "cpu", lambda: next(values), progress=False,
+                           stop_below=1.0)
+    assert history["epoch"] == [1, 2, 3] and history.chosen_epoch == 2
+    assert net.weight.item() == start + 2
+
+
 @pytest.mark.parametrize("epochs", [0, -1, 2.0, "3", True])
 def test_bad_epochs_is_a_config_error(epochs):
     net = DenseAutoencoder(2)
