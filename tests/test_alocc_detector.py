@@ -11,6 +11,7 @@ from companion.detectors.alocc import alocc_step
 from companion.errors import ConfigError
 from companion.models.alocc import (NORMALISATIONS, Discriminator, Reconstructor, add_noise,
                                     reconstructor_loss, squared_error)
+from companion.models.conv_ae import ConvAutoencoder
 
 from conftest import labelled_subset
 
@@ -93,7 +94,7 @@ def test_fit_and_score_give_the_three_scores_and_maps():
     train = labelled_subset(strokes(64, 12), torch.zeros(64))
     test = labelled_subset(torch.cat([strokes(16, 12), bars(16)]),
                            torch.cat([torch.zeros(16), torch.ones(16)]), anomaly_classes=[1])
-    det = small_alocc(epochs=8, lr=2e-3)
+    det = small_alocc(epochs=8, lr=2e-3, stop_below=None)
     seen = []
     history = det.fit(train, val=labelled_subset(strokes(16, 12), torch.zeros(16)),
                       after_epoch=lambda epoch: seen.append(epoch) or {"marker": epoch})
@@ -108,6 +109,27 @@ def test_fit_and_score_give_the_three_scores_and_maps():
     assert scores.outputs.shape == scores.inputs.shape == (32, 1, 28, 28)
     assert np.allclose(scores.maps, (scores.inputs - scores.outputs).abs().sum(dim=1).numpy())
     assert np.allclose(scores["R error"], scores.maps.reshape(32, -1).sum(axis=1), rtol=1e-5)
+
+
+def test_training_stops_at_the_first_epoch_under_stop_below():
+    torch.manual_seed(0)
+    train, val = (labelled_subset(strokes(n, 12), torch.zeros(n)) for n in (32, 8))
+    history = small_alocc(epochs=5, stop_below=1.0).fit(train, val=val)  # every error is < 1
+    assert history["epoch"] == [1] and history.chosen_epoch == 1
+    history = small_alocc(epochs=3, stop_below=1e-9).fit(train, val=val)  # never reached
+    assert history["epoch"] == [1, 2, 3]
+    assert history.chosen_epoch == int(np.argmin(history["val_loss"])) + 1
+
+
+def test_r_latent_dim_gives_r_the_chapter_03_bottleneck():
+    torch.manual_seed(0)
+    det = small_alocc(epochs=1, r_latent_dim=8)
+    det.fit(labelled_subset(strokes(16, 12), torch.zeros(16)))
+    assert isinstance(det.r, ConvAutoencoder)
+    assert det.r.encoder(strokes(2, 12)).shape == (2, 8)
+    scores = det.score(labelled_subset(torch.cat([strokes(2, 12), bars(2)]),
+                                       torch.tensor([0.0, 0.0, 1.0, 1.0]), anomaly_classes=[1]))
+    assert scores.outputs.shape == (4, 1, 28, 28) and 0 <= scores.outputs.min() <= scores.outputs.max() <= 1
 
 
 def test_save_and_load_score_the_same(tmp_path):
@@ -128,7 +150,9 @@ def test_save_and_load_score_the_same(tmp_path):
                                             ({"noise_std": -0.1}, "noise_std=-0.1"),
                                             ({"epochs": 0}, "epochs=0"),
                                             ({"d_norm": "group"}, "d_norm='group'"),
-                                            ({"l2_reduction": "max"}, "l2_reduction='max'")])
+                                            ({"l2_reduction": "max"}, "l2_reduction='max'"),
+                                            ({"stop_below": 0}, "stop_below=0"),
+                                            ({"r_latent_dim": 0}, "r_latent_dim=0")])
 def test_bad_settings_name_the_value(settings, name):
     with pytest.raises(ConfigError, match=name.replace("(", r"\(")):
         small_alocc(**settings)

@@ -13,9 +13,10 @@ from ..engine import History, train_epochs
 from ..models.alocc import (NORMALISATIONS, Discriminator, Reconstructor, add_noise,
                             discriminator_loss, not_real_probability, reconstructor_loss,
                             squared_error)
+from ..models.conv_ae import ConvAutoencoder
 from ..scores import Scores, l1_sum
-from ..settings import (Setting, non_negative_number, one_of, optional_positive_number,
-                        positive_int, positive_number)
+from ..settings import (Setting, non_negative_number, one_of, optional_positive_int,
+                        optional_positive_number, positive_int, positive_number)
 from .base import EVALUATION_BATCH_SIZE, Detector
 
 
@@ -76,11 +77,17 @@ class ALOCCDetector(Detector):
         # pixel). 0.004 is what R reaches at chapter 05's defaults on 400 images (0.0031-0.0037,
         # benchmarks/results/alocc_loss.json); fixed before any benchmark run with it.
         "stop_below": Setting(0.004, optional_positive_number, 0.004),
+        # None: the seed's R, whose narrowest point (128 maps of 5x5) holds more numbers than the
+        # image. An integer: R is chapter 03's conv autoencoder with a code of that size, the
+        # bottleneck the paper's argument needs (chapter 05 measures both).
+        "r_latent_dim": Setting(None, optional_positive_int, 32),
     }
 
     def _build(self) -> None:
         channels = self.image_shape[0]
-        self.r = Reconstructor(channels).to(self.device)
+        latent_dim = self.settings["r_latent_dim"]
+        self.r = (Reconstructor(channels) if latent_dim is None else
+                  ConvAutoencoder(latent_dim, self.image_shape, value_range="[0, 1]")).to(self.device)
         self.d = Discriminator(channels, norm=self.settings["d_norm"]).to(self.device)
 
     def _fit(self, train, val_images, after_epoch=None) -> History:
