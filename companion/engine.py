@@ -175,6 +175,19 @@ def train_epochs(step: Callable[..., dict], loader, num_epochs: int, modules: di
     return history
 
 
+def kept_epoch(val_losses, stop_below: float | None = None) -> int:
+    """The epoch :func:`train_epochs` keeps for these held-out losses (1-based); chapter 05.
+
+    The first epoch under ``stop_below``, else the lowest. For reading a log that ran every
+    epoch (``benchmarks/alocc_dynamics.py``) as if the rule had stopped it.
+    """
+    losses = list(val_losses)
+    if not losses:
+        raise ConfigError("no held-out losses: the rule needs validation images")
+    under = [epoch for epoch, loss in enumerate(losses, 1) if stop_below is not None and loss < stop_below]
+    return under[0] if under else int(np.argmin(losses)) + 1
+
+
 def save_checkpoint(path, state: dict) -> None:
     """Save a detector's state (tensors, state dicts, plain values) atomically; chapter 02."""
     with atomic_path(path) as tmp:

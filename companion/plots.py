@@ -6,6 +6,7 @@ Defined in chapters 01 and 02. Each function draws one titled, labelled figure a
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import torch
 from sklearn.metrics import precision_recall_curve, roc_curve
@@ -223,6 +224,36 @@ def plot_training_log(history, curves: dict, title: str, ylabel: str):
     ax.axvline(history.chosen_epoch, color="grey", linestyle="--",
                label=f"kept epoch ({history.chosen_epoch})")
     return _label(fig, ax, "epoch", ylabel, title, fontsize=8)
+
+
+def plot_runs_by_epoch(runs: dict, curves: dict, marks: dict, title: str, ylabel: str,
+                       ncols: int = 5):
+    """One small panel per run of values logged per epoch, a marked epoch dashed; chapter 05.
+
+    ``runs`` maps a panel title to a training log (name -> one value per epoch), ``curves`` a
+    legend label to a name in those logs, ``marks`` a panel title to the epoch to mark (where a
+    stopping rule ends that run). The panels share their axes so that they can be compared.
+    """
+    nrows = -(-len(runs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.1 * nrows + 0.6),
+                             sharex=True, sharey=True, squeeze=False)
+    for ax, (panel, log) in zip(axes.flat, runs.items()):
+        for label, name in curves.items():
+            ax.plot(log["epoch"], log[name], marker=".", label=label)
+        ax.axvline(marks[panel], color="grey", linestyle="--", label="where the rule stops")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(panel, fontsize=9)
+    for ax in axes.flat[len(runs):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
 
 
 def plot_class_reconstructions(scores, counts: dict, title: str, class_names,

@@ -18,9 +18,9 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 import companion
-from companion import (ClassSubset, ConfigError, DeviceError, History, in_memory, load_checkpoint,
-                       make_loader, read_results, resolve_device, save_checkpoint, set_seed,
-                       train_epochs, write_results)
+from companion import (ClassSubset, ConfigError, DeviceError, History, in_memory, kept_epoch,
+                       load_checkpoint, make_loader, read_results, resolve_device, save_checkpoint,
+                       set_seed, train_epochs, write_results)
 from companion.models import DenseAutoencoder
 from companion.settings import (Setting, flag, fraction, integer, non_negative_number, one_of,
                                 optional_positive_int, positive_int, positive_number, validate)
@@ -321,6 +321,22 @@ def test_stop_below_ends_at_the_first_epoch_under_the_threshold_and_keeps_it():
     assert history["epoch"] == [1, 2] and history["val_loss"] == [3.0, 0.5]
     assert history.chosen_epoch == 2
     assert net.weight.item() == start + 2, "the weights are those of the stopping epoch"
+
+
+@pytest.mark.parametrize("losses, stop_below", [([3.0, 0.5, 0.2], 1.0), ([3.0, 2.0, 4.0], 1.0),
+                                                ([2.0, 1.0, 3.0], None), ([0.1, 0.2], 1.0)])
+def test_kept_epoch_reads_a_full_log_as_the_loop_would_have_stopped(losses, stop_below):
+    net, step = counting_net_and_step()
+    values = iter(losses)
+    history = train_epochs(step, make_loader(TensorDataset(torch.zeros(2, 1)), 2), len(losses),
+                           {"net": net}, "cpu", lambda: next(values), progress=False,
+                           stop_below=stop_below)
+    assert kept_epoch(losses, stop_below) == history.chosen_epoch
+
+
+def test_kept_epoch_without_losses_is_a_config_error():
+    with pytest.raises(ConfigError, match="validation images"):
+        kept_epoch([], 1.0)
 
 
 def test_stop_below_never_reached_falls_back_to_the_best_epoch():
