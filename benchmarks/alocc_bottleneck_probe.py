@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", nargs="+", default=["mnist"])
     parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--data-dir", default="chapters/data")
     parser.add_argument("--out", default="benchmarks/results/alocc_bottleneck_probe.csv")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

@@ -102,7 +102,8 @@ class History:
 
     ``log["loss"]`` holds the training loss of each epoch, ``log["val_loss"]`` the loss on
     held-out normal images where there were some. ``chosen_epoch`` is the epoch whose weights
-    the detector kept (the lowest ``val_loss``, or the last epoch without validation images).
+    the detector kept (the lowest ``val_loss``, the epoch a ``stop_below`` rule stopped at, or the
+    last epoch without validation images).
     """
 
     log: dict[str, list] = field(default_factory=dict)
