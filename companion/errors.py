@@ -25,5 +25,9 @@ class DatasetNotFoundError(CompanionError, FileNotFoundError):
     """No source held the dataset: says where it looked and how to get it."""
 
 
+class DataError(CompanionError, ValueError):
+    """A data file or folder is damaged or laid out wrongly: names the path and the fix."""
+
+
 class DeviceError(CompanionError, RuntimeError):
     """The requested device (``cuda``, ``mps``) is not available on this machine."""

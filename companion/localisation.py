@@ -160,14 +160,15 @@ def make_anomalies(images: torch.Tensor, kinds, generator: torch.Generator,
 
 
 @dataclass
-class SyntheticAnomalies:
+class MaskedImages:
     """Images whose anomalous pixels are known, in the form detectors score; chapter 07.
 
-    ``images`` (N, C, H, W) in ``value_range``; ``masks`` (N, H, W) bool, the changed pixels;
-    ``kinds`` the kind of each image (``"normal"`` for one left unchanged); ``classes`` the
-    dataset class of the real image each was made from. Like a
-    :class:`~companion.data.ClassSubset`, ``tensors()`` gives (images, classes, labels), the
-    label 1 for every synthetic anomaly, so ``detector.score(anomalies)`` works as on a test set.
+    ``images`` (N, C, H, W) in ``value_range``; ``masks`` (N, H, W) bool, the anomalous pixels;
+    ``kinds`` the kind of anomaly of each image (``"normal"`` for a normal one), one of
+    ``kind_names``, which also gives the order of the tables; ``classes`` a class id per image.
+    Chapter 07 makes them (:func:`synthetic_anomalies`), chapter 10 reads them from a folder.
+    Like a :class:`~companion.data.ClassSubset`, ``tensors()`` gives (images, classes, labels),
+    the label 1 for every anomaly, so ``detector.score(images)`` works as on a test set.
     """
 
     images: torch.Tensor
@@ -175,6 +176,7 @@ class SyntheticAnomalies:
     kinds: np.ndarray
     classes: torch.Tensor
     value_range: str = "[0, 1]"
+    kind_names: tuple[str, ...] = KINDS
 
     @property
     def labels(self) -> torch.Tensor:
@@ -191,13 +193,14 @@ class SyntheticAnomalies:
 
     def kind_counts(self) -> dict[str, int]:
         """Number of images of each kind, normal first."""
-        return {kind: int((self.kinds == kind).sum()) for kind in (NORMAL, *KINDS)
+        return {kind: int((self.kinds == kind).sum()) for kind in (NORMAL, *self.kind_names)
                 if (self.kinds == kind).any()}
 
     def mask_sizes(self) -> dict[str, float]:
         """Mean number of anomalous pixels per image of each anomaly kind."""
         return {kind: float(self.masks[torch.as_tensor(self.kinds == kind)].flatten(1).sum(1)
-                            .double().mean()) for kind in KINDS if (self.kinds == kind).any()}
+                            .double().mean()) for kind in self.kind_names
+                if (self.kinds == kind).any()}
 
     def positions(self, kind: str = "all") -> np.ndarray:
         """Positions of the normal images and of those of ``kind`` (``"all"``: every image)."""
@@ -210,7 +213,7 @@ class SyntheticAnomalies:
         return np.concatenate([np.flatnonzero(self.kinds == kind)[:per_kind]
                                for kind in self.kind_counts()])
 
-    def select(self, positions) -> "SyntheticAnomalies":
+    def select(self, positions) -> "MaskedImages":
         positions = np.asarray(positions)
         index = torch.as_tensor(positions)
         return replace(self, images=self.images[index], masks=self.masks[index],
@@ -218,7 +221,7 @@ class SyntheticAnomalies:
 
 
 def synthetic_anomalies(split, size: int | None, seed: int = 0, part: str = "test",
-                        kinds=KINDS) -> SyntheticAnomalies:
+                        kinds=KINDS) -> MaskedImages:
     """``size`` images made from real normal images of ``split`` (None: all of them); chapter 07.
 
     Half of them (rounded up) are left as they are; the others get one anomaly each, the
@@ -263,7 +266,7 @@ def synthetic_anomalies(split, size: int | None, seed: int = 0, part: str = "tes
     kind_list = kind_list[torch.randperm(size, generator=generator).numpy()]
     changed, masks = make_anomalies(images, kind_list, generator,
                                     donors.sample(size, seed).tensors()[0])
-    return SyntheticAnomalies(changed, masks, kind_list, classes, split.value_range)
+    return MaskedImages(changed, masks, kind_list, classes, split.value_range, kinds)
 
 
 def _as_arrays(maps, masks) -> tuple[np.ndarray, np.ndarray]:
@@ -340,7 +343,7 @@ def pro_area(maps, masks, max_fpr: float = MAX_FPR) -> float:
     return float(np.trapezoid(y, x) / max_fpr)
 
 
-def localisation_metrics(scores, data: SyntheticAnomalies, max_fpr: float = MAX_FPR) -> dict:
+def localisation_metrics(scores, data: MaskedImages, max_fpr: float = MAX_FPR) -> dict:
     """Pixel AUROC, PRO area and image AUROC of a detector's maps on ``data``; chapter 07.
 
     ``scores`` is the detector's :class:`~companion.scores.Scores` of ``data``. One entry per
@@ -351,10 +354,10 @@ def localisation_metrics(scores, data: SyntheticAnomalies, max_fpr: float = MAX_
     if scores.maps is None:
         raise ConfigError(f"this detector (headline {scores.headline!r}) paints no anomaly maps")
     if len(scores) != len(data) or not np.array_equal(scores.labels, data.labels.numpy()):
-        raise ConfigError("the scores are not of these images; score the SyntheticAnomalies "
+        raise ConfigError("the scores are not of these images; score the MaskedImages "
                           "themselves: detector.score(anomalies)")
     results = {}
-    for kind in [k for k in KINDS if k in data.kinds] + ["all"]:
+    for kind in [k for k in data.kind_names if k in data.kinds] + ["all"]:
         positions = data.positions(kind)
         maps, masks = scores.maps[positions], data.masks[torch.as_tensor(positions)]
         results[kind] = {"pixel_auroc": pixel_auroc(maps, masks),
@@ -403,3 +406,30 @@ def plot_pro_curves(maps_by_name: dict, masks, title: str, max_fpr: float = MAX_
     return _label(fig, ax, "false-positive rate (share of normal pixels flagged)",
                   "per-region overlap (mean share of each anomaly flagged)", title,
                   loc="lower right", fontsize=8)
+
+
+def choose_map(scores, tuning: MaskedImages, maps=("l2", "ssim"), sigmas=(0.0, 2.0, 4.0),
+               max_fpr: float = MAX_FPR) -> tuple[tuple[str, float], dict]:
+    """The anomaly map, and its smoothing, with the largest PRO area on ``tuning``; chapter 10.
+
+    ``scores`` are a detector's scores of the tuning images (never of a test image): each map of
+    :data:`~companion.scores.MAP_FUNCTIONS` named in ``maps``, smoothed by each of ``sigmas``, is
+    measured by :func:`localisation_metrics`. Returns the chosen ``(map, sigma)`` and every
+    setting's metrics over all tuning images, for the record.
+    """
+    grid = {(name, float(sigma)): localisation_metrics(scores.with_map(name, sigma), tuning,
+                                                       max_fpr)["all"]
+            for name in maps for sigma in sigmas}
+    return max(grid, key=lambda setting: grid[setting]["pro"]), grid
+
+
+def scale_to_normal(maps, normal_maps, quantile: float = 0.99) -> np.ndarray:
+    """``maps`` divided by the ``quantile`` of ``normal_maps``' pixel values; chapter 10.
+
+    Maps of different models (a squared error, a 1 − SSIM) have no common unit; after this, 1
+    is as bright as the brightest 1 % of a model's pixels on normal images, so several models'
+    maps can share one colour scale.
+    """
+    fraction(quantile, "quantile", 0.99)
+    level = float(np.quantile(np.asarray(normal_maps, dtype=np.float64), quantile))
+    return np.asarray(maps, dtype=np.float64) / max(level, 1e-12)

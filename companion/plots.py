@@ -175,12 +175,12 @@ def plot_map_rows(inputs, rows: dict, title: str, value_range: str, captions=Non
                   shared_scale: bool = False):
     """The inputs in the top row, then one row per entry of ``rows``; chapter 06.
 
-    ``rows`` maps a row name to images (N, C, H, W), drawn in grey, or to anomaly maps
+    ``rows`` maps a row name to images (N, C, H, W), drawn in grey (or colour, with three
+    channels), or to anomaly maps
     (N, H, W), drawn in colour on one scale per row with its own colour bar, so the methods can
     be compared image by image and each row's maps against each other; with ``shared_scale``
     every map row uses the same scale, so rows can be compared too.
     """
-    inputs = to_display(inputs, value_range).mean(dim=1)
     n = len(inputs)
     # One narrow extra column holds the colour bars, so every image column keeps its width.
     fig, axes = plt.subplots(len(rows) + 1, n + 1, squeeze=False,
@@ -191,8 +191,9 @@ def plot_map_rows(inputs, rows: dict, title: str, value_range: str, captions=Non
     map_max = max((float(v.max()) for name, v in named_rows[1:] if v.dim() == 3), default=1.0)
     for row_axes, (name, values) in zip(axes, named_rows):
         is_map = name != "input" and values.dim() == 3
-        if values.dim() == 4:
-            values = to_display(values, value_range).mean(dim=1)
+        if values.dim() == 4:  # images: in colour if they have three channels, else grey
+            values = to_display(values, value_range)
+            values = values.permute(0, 2, 3, 1) if values.shape[1] == 3 else values.mean(dim=1)
         vmax = (map_max if shared_scale else float(values.max())) if is_map else 1.0
         for i, ax in enumerate(row_axes[:n]):
             image = ax.imshow(values[i].numpy(), cmap="inferno" if is_map else "gray", vmin=0,

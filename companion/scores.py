@@ -17,6 +17,7 @@ from torchvision.transforms.functional import gaussian_blur
 from .data import VALUE_RANGES, to_unit_range
 from .errors import ConfigError
 from .metrics import detection_metrics, metrics_by_anomaly_class
+from .settings import non_negative_number
 
 
 def l1_sum(x: torch.Tensor, reconstruction: torch.Tensor, value_range: str = "[-1, 1]") -> torch.Tensor:
@@ -51,6 +52,40 @@ def one_minus_ssim(x: torch.Tensor, reconstruction: torch.Tensor,
         to_unit_range(reconstruction, value_range).clamp(0, 1), to_unit_range(x, value_range),
         data_range=1.0, reduction="none")
     return 1 - similarity
+
+
+def ssim_image(x: torch.Tensor, reconstruction: torch.Tensor, value_range: str = "[-1, 1]",
+               kernel_size: int = 11) -> torch.Tensor:
+    """SSIM of each pixel's neighbourhood (N, C, H, W), torchmetrics' Gaussian window; chapter 10.
+
+    The local luminance, contrast and structure terms of Wang et al. (2004), the image's own
+    size; both images mapped from ``value_range`` to [0, 1] first. Differentiable, so it also
+    serves as a training loss (the SSIM autoencoder).
+    """
+    _, full = structural_similarity_index_measure(
+        to_unit_range(reconstruction, value_range).clamp(0, 1), to_unit_range(x, value_range),
+        data_range=1.0, kernel_size=kernel_size, reduction="none", return_full_image=True)
+    return full
+
+
+def l1_map(x, reconstruction, value_range: str = "[-1, 1]") -> torch.Tensor:
+    """|x − x̂| summed over channels (N, H, W): the book's map since chapter 03."""
+    return (x - reconstruction).abs().sum(dim=1)
+
+
+def l2_map(x, reconstruction, value_range: str = "[-1, 1]") -> torch.Tensor:
+    """(x − x̂)² summed over channels (N, H, W): the per-pixel squared error; chapter 10."""
+    return ((x - reconstruction) ** 2).sum(dim=1)
+
+
+def ssim_map(x, reconstruction, value_range: str = "[-1, 1]") -> torch.Tensor:
+    """1 − local SSIM, averaged over channels (N, H, W): the structural map of Bergmann et al.
+    (2019), which sees texture lost where the squared error sees little; chapter 10."""
+    return 1 - ssim_image(x, reconstruction, value_range).mean(dim=1)
+
+
+#: Anomaly maps of a reconstruction, by name; chapter 10 compares them.
+MAP_FUNCTIONS = {"l1": l1_map, "l2": l2_map, "ssim": ssim_map}
 
 
 #: The score functions of a reconstruction, by name; chapter 04.
@@ -119,6 +154,22 @@ class Scores:
     def by_anomaly_class(self, name: str | None = None) -> dict:
         """:func:`~companion.metrics.metrics_by_anomaly_class` of one score."""
         return metrics_by_anomaly_class(self.classes, self.labels, self[name or self.headline])
+
+    def with_map(self, name: str, sigma: float = 0.0) -> "Scores":
+        """The same scores with the maps recomputed from inputs and outputs by
+        :data:`MAP_FUNCTIONS` ``[name]``, then smoothed by a Gaussian of ``sigma`` pixels
+        (0: not smoothed), as inspection maps usually are; chapter 10."""
+        if name not in MAP_FUNCTIONS:
+            raise ConfigError(f"map={name!r}; use one of {list(MAP_FUNCTIONS)}")
+        non_negative_number(sigma, "sigma", 2.0)
+        if self.inputs is None or self.outputs is None:
+            raise ConfigError("these scores keep no inputs and outputs to compute a map from")
+        maps = torch.cat([MAP_FUNCTIONS[name](x, y, self.value_range) for x, y in
+                          zip(self.inputs.split(512), self.outputs.split(512))])
+        if sigma:
+            kernel = 2 * round(3 * sigma) + 1
+            maps = gaussian_blur(maps[:, None], [kernel, kernel], [sigma, sigma])[:, 0]
+        return replace(self, maps=maps.numpy())
 
     def select(self, positions) -> "Scores":
         """The same scores for a subset of the images (positions into this container)."""

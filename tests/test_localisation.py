@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from companion import ConfigError, detectors
-from companion.localisation import (KINDS, MIN_CHANGED_PIXELS, NORMAL, SyntheticAnomalies,
+from companion.localisation import (KINDS, MIN_CHANGED_PIXELS, NORMAL, MaskedImages,
                                     localisation_metrics, make_anomalies, pixel_auroc, pro_area,
                                     pro_curve, regions)
 
@@ -151,12 +151,12 @@ def test_a_detector_scores_synthetic_anomalies_and_metrics_come_per_kind():
     images, donors = sneaker_like(24), sneaker_like(5, seed=1).flip(-1)
     kinds = np.array(every_kind(len(images)))
     changed, masks = make_anomalies(images, kinds, torch.Generator().manual_seed(0), donors)
-    data = SyntheticAnomalies(changed, masks, kinds, torch.full((24,), 7))
+    data = MaskedImages(changed, masks, kinds, torch.full((24,), 7))
     assert data.labels.tolist() == [int(kind != NORMAL) for kind in kinds]
     assert list(data.kind_counts()) == [NORMAL, *KINDS]
     assert sorted(kinds[data.positions("blot")]) == ["blot"] * 5 + [NORMAL] * 5
     detector = detectors.make("dense_ae", latent_dim=4, epochs=1, device="cpu", progress=False)
-    detector.fit(SyntheticAnomalies(images[:8], torch.zeros(8, 28, 28, dtype=torch.bool),
+    detector.fit(MaskedImages(images[:8], torch.zeros(8, 28, 28, dtype=torch.bool),
                                     np.array([NORMAL] * 8), torch.full((8,), 7)))
     results = localisation_metrics(detector.score(data), data)
     assert list(results) == [*KINDS, "all"]

@@ -5,6 +5,7 @@ from .ano_unet import UNet
 from .conv_ae import ConvAutoencoder
 from .dense_ae import DenseAutoencoder
 from .fnet import FeatureNet
+from .ssim_ae import SSIMAutoencoder
 
 __all__ = ["ConvAutoencoder", "DenseAutoencoder", "Discriminator", "FeatureNet", "Reconstructor",
-           "UNet"]
+           "SSIMAutoencoder", "UNet"]
