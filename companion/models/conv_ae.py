@@ -34,7 +34,6 @@ class ConvAutoencoder(nn.Module):
                               "divisible by 4 (two stride-2 convolutions)")
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
-        self.value_range = value_range
         feature_shape = (2 * base_channels, height // 4, width // 4)
         features = feature_shape[0] * feature_shape[1] * feature_shape[2]
         self.encoder = nn.Sequential(

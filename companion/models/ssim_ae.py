@@ -17,6 +17,11 @@ from .conv_ae import ConvAutoencoder
 class SSIMAutoencoder(ConvAutoencoder):
     """:class:`ConvAutoencoder` whose loss and anomaly map are SSIM's; chapter 10."""
 
+    def __init__(self, latent_dim: int | None = 32, image_shape=(1, 28, 28), base_channels: int = 16,
+                 value_range: str = "[-1, 1]"):
+        super().__init__(latent_dim, image_shape, base_channels, value_range)
+        self.value_range = value_range  # SSIM compares images in [0, 1]
+
     def loss(self, x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
         """Training loss: 1 − SSIM, averaged over every pixel's neighbourhood and channel."""
         return 1 - ssim_image(x, reconstruction, self.value_range).mean()
