@@ -280,6 +280,20 @@ def make_texture_set(data_dir="data", categories=TEXTURES, tile_size: int = 128,
     return root
 
 
+def surface_folder(dataset: str, folder=None, data_dir="data", **texture_settings) -> Path:
+    """The folder chapter 10 reads: ``"textures"`` builds (or reuses) the offline set in
+    ``data_dir`` with :func:`make_texture_set`'s ``texture_settings``; ``"folder"`` is the
+    reader's own ``folder``, only read."""
+    if dataset == "textures":
+        return make_texture_set(data_dir, **texture_settings)
+    if dataset == "folder":
+        if folder is None:
+            raise ConfigError("DATASET='folder' needs FOLDER: the folder that holds "
+                              "<CATEGORY>/train/good/")
+        return Path(folder)
+    raise ConfigError(f"DATASET={dataset!r}; use 'textures' or 'folder'")
+
+
 # -- reading a folder ----------------------------------------------------------------------------
 class TensorImages(Dataset):
     """Stored images with a class each (``targets``), as torchvision's datasets have them."""

@@ -309,3 +309,11 @@ def test_chapter_runs_on_a_grey_folder_with_one_category(tmp_path):
     assert "Ano-Unet" not in results["localisation"]  # no other category for its f-Net
     assert "foreign" not in results["tuning_images"]
     assert 0 <= results["auroc"] <= 1
+
+
+def test_surface_folder_names_a_bad_dataset_or_a_missing_folder(tmp_path):
+    assert surfaces.surface_folder("folder", tmp_path) == tmp_path
+    with pytest.raises(ConfigError, match="DATASET='mvtec'; use 'textures' or 'folder'"):
+        surfaces.surface_folder("mvtec")
+    with pytest.raises(ConfigError, match="DATASET='folder' needs FOLDER"):
+        surfaces.surface_folder("folder")
