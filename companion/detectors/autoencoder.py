@@ -112,3 +112,8 @@ class SSIMAEDetector(ConvAEDetector):
     def _network(self):
         return SSIMAutoencoder(self.settings["latent_dim"], self.image_shape,
                                self.settings["base_channels"], self.value_range)
+
+    def _scores(self, values: dict, classes, labels, **extra):
+        # The headline first, as every detector lists its scores.
+        return super()._scores({self.headline: values[self.headline], **values}, classes, labels,
+                               **extra)
