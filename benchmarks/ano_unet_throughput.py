@@ -1,7 +1,7 @@
 """Ano-Unet throughput: one U-Net at a time against many at once (chapter 06).
 
 Trains a fresh U-Net on each of the same ``--num-images`` images, first one after another
-(``optimise_one_by_one``, the seed's loop), then batched (``optimise_batched``) in chunks of each
+(``optimise_one_by_one``, the Ano-Unet article's loop), then batched (``optimise_batched``) in chunks of each
 ``--batch-sizes``, and prints images per second, peak memory and the speed-up over the loop::
 
     .venv/bin/python benchmarks/ano_unet_throughput.py

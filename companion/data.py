@@ -109,7 +109,7 @@ def check_classes(info: DatasetInfo, classes, parameter: str) -> list[int]:
 
 
 #: The two value ranges the book's images come in: ``ToTensor``'s [0, 1], or [-1, 1] after
-#: ``Normalize((0.5,), (0.5,))`` as in seed 000.
+#: ``Normalize((0.5,), (0.5,))`` as in the @IT article.
 VALUE_RANGES = ("[-1, 1]", "[0, 1]")
 
 

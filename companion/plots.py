@@ -48,7 +48,7 @@ def show_images(images: torch.Tensor, title: str, value_range: str, nrow: int = 
 
 
 def plot_reconstructions(scores, positions, title: str, score: str | None = None):
-    """Rows: input, reconstruction, difference image; a score above each column (seed 001).
+    """Rows: input, reconstruction, difference image; a score above each column (the satolab article).
 
     ``scores`` is a detector's :class:`~companion.scores.Scores`; ``positions`` picks the
     images; ``score`` names the score shown (the headline by default).
@@ -97,7 +97,7 @@ def plot_score_histogram(scores, classes, class_names, title: str, xlabel: str =
     return _label(fig, ax, xlabel, "number of test images", title)
 
 
-def _plot_curves(labels, scores_by_name: dict, curve, metric: str, short: str, title: str):
+def _plot_curves(labels, scores_by_name: dict, curve, metric: str, short: str):
     """One curve per named score array, its metric in the legend (ROC and precision-recall)."""
     fig, ax = plt.subplots(figsize=(4.5, 4.2))
     for name, scores in scores_by_name.items():
@@ -109,41 +109,17 @@ def _plot_curves(labels, scores_by_name: dict, curve, metric: str, short: str, t
 def plot_roc(labels, scores_by_name: dict, title: str = "ROC curve"):
     """ROC curves, one per named score array, with AUROC in the legend."""
     fig, ax = _plot_curves(labels, scores_by_name, lambda y, s: roc_curve(y, s)[:2], "auroc",
-                           "AUROC", title)
+                           "AUROC")
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="chance")
     return _label(fig, ax, "false-positive rate (normal flagged)",
                   "true-positive rate (anomalies caught)", title, loc="lower right", fontsize=8)
-
-
-def plot_heatmap_overlay(inputs, maps, title: str, value_range: str, captions=None,
-                         map_label: str = "|x - x̂|", vmax: float | None = None):
-    """Each input in grey with its anomaly map laid over it in colour; chapter 03.
-
-    ``maps`` has shape (N, H, W); one colour scale for all images, up to ``vmax`` (pass the
-    same ``vmax`` to several figures to compare them).
-    """
-    inputs = to_display(inputs, value_range).mean(dim=1)
-    maps = torch.as_tensor(maps).detach().cpu()
-    n = len(inputs)
-    fig, axes = plt.subplots(1, n, figsize=(1.6 * n + 1.0, 2.4), squeeze=False)
-    vmax = float(maps.max()) if vmax is None else vmax
-    for i, ax in enumerate(axes[0]):
-        ax.imshow(inputs[i].numpy(), cmap="gray", vmin=0, vmax=1)
-        overlay = ax.imshow(maps[i].numpy(), cmap="inferno", alpha=0.55, vmin=0, vmax=vmax)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if captions is not None:
-            ax.set_title(str(captions[i]), fontsize=8)
-    fig.colorbar(overlay, ax=axes[0].tolist(), shrink=0.8, label=map_label)
-    fig.suptitle(title, fontsize=10)
-    return fig
 
 
 def plot_precision_recall(labels, scores_by_name: dict, title: str = "Precision-recall curve"):
     """Precision-recall curves with average precision in the legend; chapter 04."""
     fig, ax = _plot_curves(labels, scores_by_name,
                            lambda y, s: precision_recall_curve(y, s)[1::-1], "average_precision",
-                           "AP", title)
+                           "AP")
     ax.axhline(np.mean(labels), color="grey", linestyle="--", label="chance (share of anomalies)")
     return _label(fig, ax, "recall (anomalies caught)", "precision (flagged that are anomalies)",
                   title, loc="lower left", fontsize=8)

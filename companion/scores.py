@@ -21,7 +21,7 @@ from .settings import non_negative_number
 
 
 def l1_sum(x: torch.Tensor, reconstruction: torch.Tensor, value_range: str = "[-1, 1]") -> torch.Tensor:
-    """Sum of absolute pixel differences per image (seed 001's score)."""
+    """Sum of absolute pixel differences per image (the satolab article's score)."""
     return (x - reconstruction).abs().flatten(1).sum(dim=1)
 
 

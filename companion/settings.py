@@ -75,7 +75,6 @@ class Setting:
     default: Any
     check: Callable
     example: Any = None
-    help: str = ""
 
     def validate(self, value, name: str):
         return self.check(value, name, self.example if self.example is not None else self.default)

@@ -296,3 +296,23 @@ def test_headline_summary_labels_each_model_by_its_headline_score():
     summary = headline_summary(rows, {"m": "ssim"})
     assert list(summary) == [("m: ssim", "mnist")]
     assert summary[("m: ssim", "mnist")][0][0] == pytest.approx(0.15)
+
+
+def test_the_benchmark_modules_import_without_a_cycle():
+    """Within the benchmark package, imports go one way (no module imports one that imports it)."""
+    import ast
+    from pathlib import Path
+
+    import companion.benchmark
+
+    folder = Path(companion.benchmark.__file__).parent
+    imports = {path.stem: {node.module for node in ast.walk(ast.parse(path.read_text()))
+                           if isinstance(node, ast.ImportFrom) and node.level == 1}
+               for path in folder.glob("*.py") if path.stem != "__init__"}
+
+    def reaches(start, target, seen=()):
+        return any(name == target or (name not in seen and reaches(name, target, seen + (name,)))
+                   for name in imports.get(start, ()))
+
+    assert imports["runner"] >= {"executors", "results"}
+    assert not [module for module in imports if reaches(module, module)], imports

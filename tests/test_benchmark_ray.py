@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from companion.benchmark import planned_runs, read_rows, run_benchmark, run_key
+from companion.benchmark import planned_runs, read_rows, run_benchmark, run_key, run_one
 from companion.benchmark.executors import BenchmarkRunError, run_on_ray
 
 ray = pytest.importorskip("ray", reason="Ray is the optional 'scale' extra; make test installs it")
@@ -62,7 +62,7 @@ def test_interrupted_ray_run_resumes_to_a_complete_file(local_ray, data_dir, tmp
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_on_ray(runs, record_then_stop, data_dir, "cpu", progress=False)
+        run_on_ray(runs, run_one, record_then_stop, data_dir, "cpu", progress=False)
     assert len(read_rows(out)) == 1
     rows = run_benchmark(out, **GRID, data_dir=data_dir, device="cpu", progress=False,
                          executor="ray")
@@ -79,7 +79,7 @@ def test_a_failing_run_names_its_key_and_the_others_finish(local_ray, data_dir, 
     runs[1] = {**runs[1], "settings": json.dumps(broken, sort_keys=True)}
     rows = []
     with pytest.raises(BenchmarkRunError) as failure:
-        run_on_ray(runs, rows.append, data_dir, "cpu", progress=False)
+        run_on_ray(runs, run_one, rows.append, data_dir, "cpu", progress=False)
     assert "conv_ae/mnist/class 3/seed 0" in str(failure.value)
     assert "latent_dim=-1" in str(failure.value)
     assert sorted(row["normal_class"] for row in rows) == [1, 7]

@@ -2,6 +2,8 @@
 HTML build clean."""
 
 
+import re
+
 import nbformat
 import pytest
 import yaml
@@ -94,6 +96,53 @@ def test_shown_companion_source_is_the_current_source():
         "re-execute these chapters. Shown source that differs from the companion's current "
         f"code: {'; '.join(stale) or 'none'}. show_source calls without stored output: "
         f"{'; '.join(unshown) or 'none'}")
+
+
+#: A decimal figure in running text; math ($...$), code spans and links are left out: they
+#: hold formulas and constants, not measurements.
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.]*\d)")
+NOT_PROSE = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$|`[^`\n]*`|\]\([^)]*\)|<[^>]+>", re.S)
+
+
+def printed_values(notebook) -> set:
+    """Every number a chapter's code cells contain or print, also as a percentage/fraction."""
+    texts = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        texts.append(cell.source)
+        for output in cell.outputs:
+            texts.append(output.get("text", ""))
+            texts += [value for kind, value in output.get("data", {}).items()
+                      if kind.startswith("text/") and isinstance(value, str)]
+    values = {float(x) for x in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", "\n".join(texts))}
+    return values | {v * 100 for v in values if v <= 1} | {v / 100 for v in values}
+
+
+def unprinted_decimals(notebook) -> list[str]:
+    """Decimals in the prose that no cell prints, at the precision the prose states them."""
+    prose = NOT_PROSE.sub(" ", "\n".join(cell.source for cell in notebook.cells
+                                         if cell.cell_type == "markdown"))
+    values = printed_values(notebook)
+    return sorted({text for text in DECIMAL.findall(prose)
+                   if not any(abs(round(v, len(text.split(".")[1])) - float(text)) < 1e-9
+                              for v in values)})
+
+
+def test_prose_check_finds_a_figure_no_cell_prints():
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("AUROC 0.9731 here, 97.3 % there, $p=0.5$, 0.25 typed."),
+        nbformat.v4.new_code_cell("print(auroc)", outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text="auroc 0.97312\n")])])
+    assert unprinted_decimals(notebook) == ["0.25"]
+
+
+def test_every_decimal_in_a_chapters_prose_is_printed_beside_it():
+    """The text quotes the outputs (or glues them in): a hand-typed figure could drift."""
+    unprinted = {chapter.name: unprinted_decimals(nbformat.read(chapter, as_version=4))
+                 for chapter in CHAPTERS}
+    unprinted = {name: figures for name, figures in unprinted.items() if figures}
+    assert not unprinted, f"figures in the prose that no cell prints: {unprinted}"
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """Where the benchmark's runs execute: one after another here, or as Ray tasks; chapter 09.
 
-Both executors take the runs still to do and hand each finished row to ``record`` in the
-driver, the one process that writes the CSV file; rows arrive in whatever order runs finish.
+Both executors take the runs still to do and the function that executes one (the runner's
+``run_one``: passed in, so this module needs nothing from the runner), and hand each finished
+row to ``record`` in the driver, the one process that writes the CSV file; rows arrive in whatever order runs finish.
 A run that fails is reported with its key once every other run has finished; the others go on.
 
 Ray (``pip install -e .[scale]``) starts a local cluster on this machine's cores by default
@@ -18,7 +19,6 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from ..errors import CompanionError, ConfigError
-from .runner import run_one
 
 EXECUTORS = ("sequential", "ray")
 
@@ -37,27 +37,28 @@ def _raise_failures(failures: list[str], finished: int) -> None:
                                 + "; ".join(failures))
 
 
-def run_sequentially(todo: list[dict], record: Callable[[dict], None], data_dir, device,
-                     progress: bool = True) -> None:
+def run_sequentially(todo: list[dict], execute: Callable[..., dict],
+                     record: Callable[[dict], None], data_dir, device, progress: bool = True) -> None:
     """Every run in this process, one after another (the default executor)."""
     failures = []
     for run in tqdm(todo, desc="benchmark runs", disable=not progress):
         try:
-            record(run_one(run, data_dir, device))
+            record(execute(run, data_dir, device))
         except CompanionError as error:
             failures.append(f"{_key(run)}: {type(error).__name__}: {error}")
     _raise_failures(failures, len(todo) - len(failures))
 
 
-def _run_in_task(run: dict, data_dir, device, threads: int) -> dict:
+def _run_in_task(execute: Callable[..., dict], run: dict, data_dir, device, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    return run_one(run, data_dir, device)
+    return execute(run, data_dir, device)
 
 
-def run_on_ray(todo: list[dict], record: Callable[[dict], None], data_dir, device,
-               progress: bool = True, address: str | None = None, workers: int | None = None,
+def run_on_ray(todo: list[dict], execute: Callable[..., dict], record: Callable[[dict], None],
+               data_dir, device, progress: bool = True, address: str | None = None,
+               workers: int | None = None,
                cpus_per_run: int = 1, gpus_per_run: float = 0.0) -> None:
     """Every run as a Ray task; the driver records rows as the tasks finish."""
     try:
@@ -75,7 +76,8 @@ def run_on_ray(todo: list[dict], record: Callable[[dict], None], data_dir, devic
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=1)(_run_in_task)
     # Without a GPU share a task stays on the CPU, whatever "auto" would pick on its node.
     task_device = "cpu" if not gpus_per_run and str(device) == "auto" else str(device)
-    pending = {task.remote(run, str(data_dir), task_device, cpus_per_run): run for run in todo}
+    pending = {task.remote(execute, run, str(data_dir), task_device, cpus_per_run): run
+               for run in todo}
     failures, start = [], time.perf_counter()
     try:
         with tqdm(total=len(todo), desc="benchmark runs (Ray)", disable=not progress) as bar:

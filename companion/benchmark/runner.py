@@ -18,11 +18,8 @@ from ..engine import resolve_device
 from ..errors import ConfigError
 from ..metrics import f1_by_outlier_share
 from ..settings import optional_positive_int
+from .executors import EXECUTORS, run_on_ray, run_sequentially
 from .results import append_row, read_rows, run_key
-
-#: Settings of the run itself rather than of the detector: held-out normals, data sizes.
-RUN_SETTINGS = ("val_fraction", "max_train", "test_size")
-
 
 @dataclass(frozen=True)
 class BenchmarkModel:
@@ -140,8 +137,6 @@ def run_benchmark(out, models, datasets, classes=None, seeds=(0,), overrides=Non
     each task with one CPU or ``gpus_per_run`` of a GPU. Either way only this process writes
     ``out``, one atomic row per finished run.
     """
-    from .executors import EXECUTORS, run_on_ray, run_sequentially  # they import run_one
-
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r}; use one of {list(EXECUTORS)}")
     runs = planned_runs(models, datasets, classes, seeds, overrides)
@@ -159,8 +154,8 @@ def run_benchmark(out, models, datasets, classes=None, seeds=(0,), overrides=Non
             done.add(run_key(row))
 
     if executor == "ray":
-        run_on_ray(todo, record, data_dir, device, progress, address, workers,
+        run_on_ray(todo, run_one, record, data_dir, device, progress, address, workers,
                    gpus_per_run=gpus_per_run)
     else:
-        run_sequentially(todo, record, data_dir, device, progress)
+        run_sequentially(todo, run_one, record, data_dir, device, progress)
     return read_rows(out)

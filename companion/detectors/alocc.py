@@ -17,12 +17,12 @@ from ..models.conv_ae import ConvAutoencoder
 from ..scores import Scores, l1_sum
 from ..settings import (Setting, non_negative_number, one_of, optional_positive_int,
                         optional_positive_number, positive_int, positive_number)
-from .base import EVALUATION_BATCH_SIZE, Detector
+from .base import Detector, in_batches
 
 
 def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: float,
                reduction: str = "sum") -> dict:
-    """One ALOCC update on a batch of normal images ``x`` (the seed's ``update_core``).
+    """One ALOCC update on a batch of normal images ``x`` (the Chainer article's ``update_core``).
 
     Defined in chapter 05. ``n_dis`` steps of D (real x -> class 1, R(noisy x) -> class 0),
     each with fresh noise, then one step of R on :func:`reconstructor_loss`.
@@ -45,9 +45,9 @@ def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: f
 class ALOCCDetector(Detector):
     """R (denoising conv AE) and D (conv classifier), Adam with β1 = 0.5; chapter 05.
 
-    As the seed, except in two defaults: D has no normalisation (``d_norm="batch"`` is the
-    seed's), and R's squared error is summed over each image as the paper writes it
-    (``l2_reduction="mean"`` is the seed's per-pixel mean).
+    As the Chainer article, except in two defaults: D has no normalisation (``d_norm="batch"`` is the
+    Chainer article's), and R's squared error is summed over each image as the paper writes it
+    (``l2_reduction="mean"`` is the Chainer article's per-pixel mean).
 
     With validation images, training stops as the paper says (Sec. 3.3): after the first epoch
     in which R's squared error per pixel on them is below ``stop_below``, keeping that epoch; if
@@ -67,17 +67,17 @@ class ALOCCDetector(Detector):
         "noise_std": Setting(0.15, non_negative_number, 0.15),
         "n_dis": Setting(1, positive_int, 1),
         "l2_lambda": Setting(0.4, non_negative_number, 0.4),
-        # The paper's per-image ‖x − R(x̃)‖²; "mean" is the seed's per-pixel mean, which leaves
+        # The paper's per-image ‖x − R(x̃)‖²; "mean" is the Chainer article's per-pixel mean, which leaves
         # λ·L2 negligible beside the adversarial term (chapter 05 measures both).
         "l2_reduction": Setting("sum", one_of(("mean", "sum")), "sum"),
-        # Not the seed's BatchNorm: D trains on all-real and all-reconstructed batches, so batch
+        # Not the Chainer article's BatchNorm: D trains on all-real and all-reconstructed batches, so batch
         # statistics carry the answer in training and are gone at scoring (chapter 05).
         "d_norm": Setting("none", one_of(NORMALISATIONS), "none"),
         # The paper's ρ: stop once R reconstructs held-out normals this well (squared error per
         # pixel). 0.004 is what R reaches at chapter 05's defaults on 400 images (0.0031-0.0037,
         # benchmarks/results/alocc_loss.json); fixed before any benchmark run with it.
         "stop_below": Setting(0.004, optional_positive_number, 0.004),
-        # None: the seed's R, whose narrowest point (128 maps of 5x5) holds more numbers than the
+        # None: the Chainer article's R, whose narrowest point (128 maps of 5x5) holds more numbers than the
         # image. An integer: R is chapter 03's conv autoencoder with a code of that size, the
         # bottleneck the paper's argument needs (chapter 05 measures both).
         "r_latent_dim": Setting(None, optional_positive_int, 32),
@@ -105,20 +105,19 @@ class ALOCCDetector(Detector):
                             {"r": self.r, "d": self.d}, self.device, validate, after_epoch,
                             self.progress, stop_below=s["stop_below"])
 
-    @torch.no_grad()
     def _score(self, images, classes, labels) -> Scores:
         self.r.eval()
         self.d.eval()
-        columns = {"D(R(x))": [], "D(x)": [], "R error": [], "outputs": []}
-        for chunk in images.split(EVALUATION_BATCH_SIZE):
-            chunk = chunk.to(self.device)
+
+        def columns(chunk):
             reconstruction = self.r(chunk)
-            columns["D(R(x))"].append(not_real_probability(self.d, reconstruction).cpu())
-            columns["D(x)"].append(not_real_probability(self.d, chunk).cpu())
-            columns["R error"].append(l1_sum(chunk, reconstruction).cpu())
-            columns["outputs"].append(reconstruction.cpu())
-        outputs = torch.cat(columns.pop("outputs"))
-        return self._scores({name: torch.cat(v).numpy() for name, v in columns.items()},
+            return {"D(R(x))": not_real_probability(self.d, reconstruction),
+                    "D(x)": not_real_probability(self.d, chunk),
+                    "R error": l1_sum(chunk, reconstruction), "outputs": reconstruction}
+
+        values = in_batches(columns, images, self.device)
+        outputs = values.pop("outputs")
+        return self._scores({name: v.numpy() for name, v in values.items()},
                             classes, labels, maps=(images - outputs).abs().sum(dim=1).numpy(),
                             inputs=images, outputs=outputs)
 

@@ -63,7 +63,7 @@ def tuning_images(split, size: int, seed: int = 0, exclude=()) -> ClassSubset:
 
 
 class AnoUnetDetector(Detector):
-    """Seed 003's method; chapter 06."""
+    """The Ano-Unet article's method; chapter 06."""
 
     name = "ano_unet"
     headline = "pixel difference"
@@ -100,7 +100,6 @@ class AnoUnetDetector(Detector):
         result = optimise_batched(images, self.fnet.net, self.fnet.centre, s["beta"], s["steps"],
                                   s["lr"], self.seed, s["unet_channels"], s["unet_batch_size"],
                                   budget, self.device, self.progress)
-        self.last_result = result  # chunk size and seconds, for the chapter's timing
         values = {"pixel difference": result.pixel_score.numpy(), "L_C": result.lc_score.numpy(),
                   "centre distance": self.fnet.centre_distance(images).numpy()}
         return self._scores(values, classes, labels, maps=result.heatmaps.numpy(),

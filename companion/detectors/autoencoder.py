@@ -13,7 +13,7 @@ from ..engine import History, train_epochs
 from ..models import ConvAutoencoder, DenseAutoencoder, SSIMAutoencoder
 from ..scores import Scores, mse, reconstruction_scores
 from ..settings import Setting, optional_positive_int, positive_int, positive_number
-from .base import EVALUATION_BATCH_SIZE, Detector
+from .base import Detector, in_batches
 
 _TRAINING = {
     "epochs": Setting(20, positive_int, 20),
@@ -53,12 +53,10 @@ class AutoencoderDetector(Detector):
         return train_epochs(step, self._loader(train, shuffle=True), self.settings["epochs"],
                             {"net": net}, self.device, validate, after_epoch, self.progress)
 
-    @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """x̂ for a batch of images, on the CPU."""
         self.net.eval()
-        return torch.cat([self.net(chunk.to(self.device)).cpu()
-                          for chunk in images.split(EVALUATION_BATCH_SIZE)])
+        return in_batches(self.net, images, self.device)
 
     def _score(self, images, classes, labels) -> Scores:
         outputs = self.reconstruct(images)

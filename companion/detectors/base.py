@@ -32,6 +32,19 @@ EVALUATION_BATCH_SIZE = 512
 REGISTRY: dict[str, type["Detector"]] = {}
 
 
+@torch.no_grad()
+def in_batches(function, images: torch.Tensor, device) -> torch.Tensor | dict:
+    """``function`` over ``images`` in evaluation batches on ``device``, results joined on the CPU.
+
+    The one scoring loop of every detector: ``function`` takes a batch and returns a tensor, or
+    a dict of tensors (several scores from one pass), each with one row per image.
+    """
+    parts = [function(chunk.to(device)) for chunk in images.split(EVALUATION_BATCH_SIZE)]
+    if parts and isinstance(parts[0], dict):
+        return {name: torch.cat([part[name].cpu() for part in parts]) for name in parts[0]}
+    return torch.cat([part.cpu() for part in parts])
+
+
 class Detector:
     """Base class: validated settings, device, seed; ``fit``, ``score``, ``save``, ``load``.
 
@@ -132,10 +145,8 @@ class Detector:
         if val_images is None:
             return None
 
-        @torch.no_grad()
         def mean_loss() -> float:
-            return float(torch.cat([per_image_loss(chunk.to(self.device)).cpu()
-                                    for chunk in val_images.split(EVALUATION_BATCH_SIZE)]).mean())
+            return float(in_batches(per_image_loss, val_images, self.device).mean())
         return mean_loss
 
     def _plain_settings(self) -> dict:

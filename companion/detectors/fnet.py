@@ -3,7 +3,7 @@
 Defined in chapter 06. f (:class:`~companion.models.FeatureNet`) learns features by metric
 learning on labelled *reference* images, never on the anomalies under test; C is the mean
 feature of the normal training images, and Σ|f(x) − C| is the score (the DOC-style detector of
-seed 003). With ``outlier_exposure`` the normal training images join the reference images as
+the Ano-Unet article). With ``outlier_exposure`` the normal training images join the reference images as
 one more class, so f also learns to tell them from everything else; ``"1 - P(normal)"`` is
 then a second score.
 """
@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..models.fnet import FeatureNet, class_targets, feature_distance, other_dataset_reference
 from ..scores import Scores
 from ..settings import Setting, flag, optional_positive_int, positive_int, positive_number
-from .base import EVALUATION_BATCH_SIZE, Detector
+from .base import Detector, in_batches
 
 #: ``reference`` value for the dataset paired with the training data's (MNIST <-> Fashion-MNIST).
 OTHER_DATASET = "other-dataset"
@@ -39,7 +39,7 @@ def reference_sets(split, size: int, seed: int = 0, data_dir="data",
     """Chapter 06's two reference sets for an f-Net, ``size`` labelled images each, by name.
 
     (a) the split's own training split, every class but the anomaly classes (the normal class
-    included, as in seed 003); (b) the training split of the paired dataset, all its classes
+    included, as in the Ano-Unet article); (b) the training split of the paired dataset, all its classes
     (:func:`~companion.models.fnet.other_dataset_reference`), so that f sees nothing of the
     anomaly nor of its neighbours. Both in [0, 1], which the f-Net takes.
     """
@@ -126,27 +126,24 @@ class FNetDetector(Detector):
         self.centre = self.features(in_memory(centre_data).tensors[0]).mean(dim=0)
         return history
 
-    @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """f(x) of every image, on the CPU."""
         self.net.eval()
-        return torch.cat([self.net.features(chunk.to(self.device)).cpu()
-                          for chunk in images.split(EVALUATION_BATCH_SIZE)])
+        return in_batches(self.net.features, images, self.device)
 
-    @torch.no_grad()
     def centre_distance(self, images: torch.Tensor) -> torch.Tensor:
         """Σ|f(x) − C| of every image, on the CPU."""
-        return torch.cat([feature_distance(self.net, chunk.to(self.device),
-                                           self.centre.to(self.device)).cpu()
-                          for chunk in images.split(EVALUATION_BATCH_SIZE)])
+        self.net.eval()
+        centre = self.centre.to(self.device)
+        return in_batches(lambda chunk: feature_distance(self.net, chunk, centre), images,
+                          self.device)
 
-    @torch.no_grad()
     def _score(self, images, classes, labels) -> Scores:
         values = {"centre distance": self.centre_distance(images).numpy()}
         if self.settings["outlier_exposure"]:
             normal_logit = len(self.classes) - 1
-            probability = torch.cat([self.net(chunk.to(self.device)).softmax(1)[:, normal_logit].cpu()
-                                     for chunk in images.split(EVALUATION_BATCH_SIZE)])
+            probability = in_batches(lambda chunk: self.net(chunk).softmax(1)[:, normal_logit],
+                                     images, self.device)
             values["1 - P(normal)"] = (1 - probability).numpy()
         return self._scores(values, classes, labels, inputs=images)
 

@@ -21,7 +21,7 @@ from ..models.restoration import (QUARTER_TURNS, check_square, restoration_error
 from ..scores import Scores
 from ..settings import Setting, optional_positive_int, positive_int, positive_number
 from .autoencoder import AutoencoderDetector
-from .base import EVALUATION_BATCH_SIZE
+from .base import in_batches
 
 #: Score names: the headline, then the error of each erasure alone (k = 0 is the plain "mse").
 TURN_SCORES = {0: "mse", 1: "mse 90°", 2: "mse 180°", 3: "mse 270°"}
@@ -83,15 +83,15 @@ def score_with_erasures(detector: AutoencoderDetector, data) -> Scores:
 def _erasure_scores(detector, images, classes, labels) -> Scores:
     net = detector.net
     net.eval()
-    errors, maps, upright = [], [], []
-    for chunk in images.split(EVALUATION_BATCH_SIZE):
-        chunk = chunk.to(detector.device)
+
+    def per_image(chunk):
         restored = restorations(net, chunk)
-        errors.append(restoration_errors(chunk, restored).cpu())
-        maps.append((restored - chunk).abs().sum(dim=2).mean(dim=0).cpu())
-        upright.append(restored[0].cpu())
-    errors = torch.cat(errors)
+        return {"errors": restoration_errors(chunk, restored),
+                "maps": (restored - chunk).abs().sum(dim=2).mean(dim=0), "upright": restored[0]}
+
+    columns = in_batches(per_image, images, detector.device)
+    errors = columns["errors"]
     values = {RestorationAEDetector.headline: errors.mean(dim=1).numpy(),
               **{TURN_SCORES[k]: errors[:, k].numpy() for k in QUARTER_TURNS}}
     return Scores(values, RestorationAEDetector.headline, labels, classes, detector.value_range,
-                  maps=torch.cat(maps).numpy(), inputs=images, outputs=torch.cat(upright))
+                  maps=columns["maps"].numpy(), inputs=images, outputs=columns["upright"])

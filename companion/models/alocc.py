@@ -3,7 +3,7 @@
 A reconstructor R (a denoising convolutional autoencoder) and a discriminator D play a game on
 normal images only: D learns to tell real normal images from R's reconstructions of noisy ones;
 R learns to fool D while staying close to the clean image. The architecture follows the Chainer
-implementation that chapter 05 re-tells (seed 002): 16 base channels, BatchNorm, LeakyReLU;
+implementation that chapter 05 re-tells (the Chainer article): 16 base channels, BatchNorm, LeakyReLU;
 chapter 05 shows why D does better without the BatchNorm (``norm="none"``).
 """
 
@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 
-#: How D normalises its hidden layers: "batch" (the seed), "layer" (per image, over channels
+#: How D normalises its hidden layers: "batch" (the Chainer article), "layer" (per image, over channels
 #: and pixels) or "none".
 NORMALISATIONS = ("batch", "layer", "none")
 
@@ -49,10 +49,10 @@ class Reconstructor(nn.Module):
 class Discriminator(nn.Module):
     """D: 5 convolutions and global average pooling to 2 logits (index 1 = "real normal image").
 
-    The paper's D ends in one sigmoid unit; the seed uses a 2-way softmax so that D trains like an
+    The paper's D ends in one sigmoid unit; the Chainer article uses a 2-way softmax so that D trains like an
     ordinary classifier. With two logits a and b, softmax gives P(real) = sigmoid(b - a): the
     same family of outputs, with one redundant degree of freedom. ``norm`` is one of
-    :data:`NORMALISATIONS`; the seed's is ``"batch"``.
+    :data:`NORMALISATIONS`; the Chainer article's is ``"batch"``.
     """
 
     def __init__(self, channels: int = 1, base_channels: int = 16, norm: str = "batch"):
@@ -82,7 +82,7 @@ def discriminator_loss(d, x: torch.Tensor, reconstruction: torch.Tensor) -> torc
 
 
 def squared_error(x: torch.Tensor, reconstruction: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
-    """‖x − R(x̃)‖² per image: summed over pixels (the paper) or their mean (the seed)."""
+    """‖x − R(x̃)‖² per image: summed over pixels (the paper) or their mean (the Chainer article)."""
     per_pixel = ((x - reconstruction) ** 2).flatten(1)
     return per_pixel.sum(dim=1) if reduction == "sum" else per_pixel.mean(dim=1)
 

@@ -1,6 +1,6 @@
 """Ano-Unet: a fresh U-Net trained on each test image, many of them at once; chapter 06.
 
-Seed 003's method. A frozen f-Net f (:mod:`companion.models.fnet`) and the centre C of the
+The Ano-Unet article's method. A frozen f-Net f (:mod:`companion.models.fnet`) and the centre C of the
 normal images' features are given. For every test image x, a fresh U-Net G is trained on x alone
 with the loss
 
@@ -10,11 +10,11 @@ L_R makes G copy the image; L_C pulls G's output towards what f considers normal
 disagree, G changes the image, so the heatmap |x − G(x)| shows what had to change to make the
 image look normal: little for a normal image, the anomalous part of an anomaly.
 
-The seed builds one model per image and trains them one after the other: slow, and out of memory
+The Ano-Unet article builds one model per image and trains them one after the other: slow, and out of memory
 after about 20 images. :func:`optimise_batched` trains many independent U-Nets as one
 computation instead (``torch.func.vmap`` over stacked weights), in chunks that a batch size or a
 memory budget bounds, so the number of test images no longer matters.
-:func:`optimise_one_by_one` is the seed's loop, kept as the reference the batched version must
+:func:`optimise_one_by_one` is the Ano-Unet article's loop, kept as the reference the batched version must
 match.
 """
 
@@ -56,7 +56,7 @@ class UNet(nn.Module):
 
     28 -> 14 -> 7 and back up (nearest-neighbour upsampling and a convolution), one convolution
     per level (the U-Net paper has two; one halves the cost), with ``base_channels``, twice and
-    four times as many feature maps per level, and skip connections. The seed's U-Net outputs
+    four times as many feature maps per level, and skip connections. The Ano-Unet article's U-Net outputs
     the image itself and must first learn to copy it; in the few dozen steps a CPU can afford
     per image, a plain U-Net trained with L_R collapses to a black image instead (MNIST is
     mostly black). So G(x) = clip(x + U(x), 0, 1), and U's output convolution starts at zero:
@@ -164,7 +164,7 @@ def _result(images, generated, pixel_score, lc_score, chunk_size, start) -> AnoU
 def optimise_one_by_one(images: torch.Tensor, fnet: FeatureNet, centre: torch.Tensor,
                         beta: float = 2.0, num_steps: int = 40, lr: float = 0.01, seed: int = 0,
                         base_channels: int = 8, device="cpu", progress: bool = True) -> AnoUnetResult:
-    """The seed's loop: one fresh U-Net per image, trained with Adam, one image after another.
+    """The Ano-Unet article's loop: one fresh U-Net per image, trained with Adam, one image after another.
 
     Defined in chapter 06, as the reference for :func:`optimise_batched`. ``images`` is an
     (N, C, H, W) tensor in [0, 1]; every U-Net starts from :func:`initial_unet` (``seed``) and

@@ -42,7 +42,7 @@ class DenseAutoencoder(nn.Module):
 
     @staticmethod
     def loss(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-        """Training loss: mean squared error, as in seed 001."""
+        """Training loss: mean squared error, as in the satolab article."""
         return nn.functional.mse_loss(reconstruction, x)
 
     @staticmethod

@@ -1,7 +1,7 @@
 """The f-Net of Ano-Unet: a feature extractor trained by metric learning; chapter 06.
 
-Ano-Unet (seed 003) needs a frozen network f that maps an image to a feature vector in which
-normal images lie close together. The seed fine-tunes an ImageNet MobileNetV2 with the
+Ano-Unet (the Ano-Unet article) needs a frozen network f that maps an image to a feature vector in which
+normal images lie close together. The Ano-Unet article fine-tunes an ImageNet MobileNetV2 with the
 L2-softmax loss (Ranjan et al., 2017). The book runs offline, where no pretrained weights can be
 downloaded, and its images are 28x28, so :class:`FeatureNet` is a small CNN trained from scratch
 with the same loss on labelled reference images (the normal class and other classes, never the
