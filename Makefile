@@ -9,7 +9,7 @@ CHAPTERS := $(sort $(wildcard chapters/[0-9][0-9]_*.ipynb))
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 CHROMEDRIVER := /usr/bin/chromedriver
 
-.PHONY: setup data browser book execute html test quick-test benchmark clean
+.PHONY: setup data browser book execute guide html test quick-test benchmark clean
 
 setup: $(VENV)/.installed data
 
@@ -28,10 +28,14 @@ $(FASHION_MNIST):
 	$$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist \
 	|| echo "WARNING: could not install dataset-fashion-mnist; Fashion-MNIST sections need it offline"
 
-book: execute html
+book: execute guide html
 
 execute: setup
 	$(PY) -m companion.execute $(CHAPTERS)
+
+# The detector page is regenerated from the committed benchmark CSV and the chapters' results.
+guide: setup
+	$(PY) -m companion.guide
 
 html: setup
 	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going

@@ -316,3 +316,34 @@ def test_the_benchmark_modules_import_without_a_cycle():
 
     assert imports["runner"] >= {"executors", "results"}
     assert not [module for module in imports if reaches(module, module)], imports
+
+
+def fake_rows(model, means_by_class, seeds=(0, 1, 2), dataset="mnist"):
+    """Rows of one (model, dataset): each class's AUROC over the seeds averages to its mean."""
+    return [{"model": model, "dataset": dataset, "normal_class": c, "seed": s,
+             "auroc": mean + 0.01 * (s - 1), "score": "mse", "settings": '{"epochs": 2}',
+             "auroc_by_score": {"mse": mean + 0.01 * (s - 1)}, "seconds": 60.0,
+             "train_size": 100 + c, "test_size": 500}
+            for c, mean in enumerate(means_by_class) for s in seeds]
+
+
+def test_versus_published_picks_the_best_complete_model_and_splits_the_classes():
+    rows = (fake_rows("good", [0.9, 0.5]) + fake_rows("better_but_incomplete", [1.0, 1.0], seeds=[0])
+            + fake_rows("weak", [0.6, 0.4]))
+    headlines = {"good": "mse", "better_but_incomplete": "mse", "weak": "mse"}
+    model, mean, above, below = benchmark.results.versus_published(
+        rows, headlines, "mnist", [80.0, 60.0], runs_per_group=6)
+    assert (model, above, below) == ("good", [0], [1])
+    assert mean == pytest.approx(70.0)
+
+
+def test_run_table_and_settings_table_show_one_line_per_group_and_setting(monkeypatch):
+    rows = fake_rows("m", [0.9, 0.5]) + fake_rows("m", [0.7], dataset="fashion-mnist")
+    lines = benchmark.results.run_table(rows, {"m": "mse"}, runs_per_group=6).splitlines()
+    assert lines[1].split() == ["m", "/", "mnist", "6", "of", "6", "3", "100-101", "500", "2",
+                                "mse", "6.0"]
+    assert lines[2].split()[:6] == ["m", "/", "fashion-mnist", "3", "of", "6"]
+    models = {"a": BenchmarkModel("conv_ae", {"epochs": 3}, {"fashion-mnist": {"epochs": 9}})}
+    table = benchmark.results.settings_table(models)
+    assert table.splitlines()[1].split() == ["detector", "conv_ae"]
+    assert "epochs" in table and table.endswith("per dataset: {'a': {'fashion-mnist': {'epochs': 9}}}")

@@ -176,3 +176,60 @@ def markdown_summary(rows, headlines: dict, published_means: dict) -> str:
             cells = [["", f"{mean:.2f}", ""] if d == dataset else ["", "", ""] for d in datasets]
             lines.append(f"| {name} | published | " + " | ".join(c for d in cells for c in d) + " |")
     return "\n".join(lines)
+
+
+def settings_table(models: dict) -> str:
+    """Every benchmark model's detector, headline score and settings, one column per model,
+    then the settings one dataset changes; ``models`` is ``MODELS``; chapter 09."""
+    columns = {}
+    for name, model in models.items():
+        settings = model.defaults()
+        columns[name] = {"detector": model.detector, "headline score": settings.pop("score"),
+                         **{setting: str(value) for setting, value in settings.items()}}
+    names = dict.fromkeys(setting for settings in columns.values() for setting in settings)
+    table = format_table({setting: {model: settings[setting] for model, settings in columns.items()
+                                    if setting in settings} for setting in names},
+                         list(models), "setting", width=17)
+    per_dataset = {name: model.dataset_settings for name, model in models.items()
+                   if model.dataset_settings}
+    return f"{table}\n\nper dataset: {per_dataset}"
+
+
+def run_table(rows, headlines: dict, runs_per_group: int = 30) -> str:
+    """What the file holds per (model, dataset), models in the order of ``headlines``: runs,
+    seeds, training images (smallest and largest class), test images, epochs, headline score
+    and minutes of training and scoring; chapter 09."""
+    groups: dict = {}
+    for row in sorted(rows, key=lambda row: list(headlines).index(row["model"])):
+        groups.setdefault(f"{row['model']} / {row['dataset']}", []).append(row)
+    lines = {}
+    for label, group in groups.items():
+        settings = json.loads(group[0]["settings"])
+        train_sizes = sorted({min(r["train_size"] for r in group), max(r["train_size"] for r in group)})
+        lines[label] = {"runs": f"{len(group)} of {runs_per_group}",
+                        "seeds": len({r["seed"] for r in group}),
+                        "train images": "-".join(f"{n:,}" for n in train_sizes),
+                        "test images": f"{group[0]['test_size']:,}",
+                        "epochs": settings.get("epochs", settings.get("fnet_epochs")),
+                        "headline": headlines[group[0]["model"]],
+                        "minutes": f"{sum(r['seconds'] for r in group) / 60:.1f}"}
+    return format_table(lines, ["runs", "seeds", "train images", "test images", "epochs",
+                                "headline", "minutes"], "model / dataset", width=17)
+
+
+def versus_published(rows, headlines: dict, dataset: str, published, runs_per_group: int = 30):
+    """The best complete model of ``dataset`` (all ``runs_per_group`` runs in, highest mean
+    AUROC of its headline) against one published per-class row (ten values in %); chapter 09.
+
+    Returns ``(model, mean AUROC in %, classes above the row, classes below it)``, each class
+    judged by its mean over seeds.
+    """
+    per_model = {}
+    for model, headline in headlines.items():
+        group = [row for row in rows if (row["model"], row["dataset"]) == (model, dataset)]
+        if len(group) == runs_per_group:
+            per_model[model] = summarise(group, headline)[(model, dataset)]
+    best = max(per_model, key=lambda model: mean_over_classes(per_model[model]))
+    above = [c for c, (mean, _, _) in per_model[best].items() if 100 * mean > published[c]]
+    return (best, 100 * mean_over_classes(per_model[best]), above,
+            [c for c in per_model[best] if c not in above])
