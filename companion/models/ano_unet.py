@@ -242,8 +242,13 @@ def images_per_chunk(num_images: int, batch_size: int | None = None,
     return max(1, chunk)
 
 
-def _optimise_chunk(images, start_unet, fnet, centre, beta, num_steps, lr, bar):
-    """Train ``len(images)`` independent copies of ``start_unet``, copy i on image i alone."""
+def optimise_chunk(images, start_unet, fnet, centre, beta, num_steps, lr, bar):
+    """Train ``len(images)`` independent copies of ``start_unet``, copy i on image i alone.
+
+    Defined in chapter 06: the one chunk of :func:`optimise_batched`, which picks the chunk's
+    size, the start U-Net, the frozen f-Net and the device. ``bar`` is a tqdm bar advanced by
+    ``len(images)`` per step. Returns G(x), the pixel difference and L_C, all on the CPU.
+    """
     # Each weight gets a leading image axis; vmap runs G once per image with its own slice (for
     # convolutions PyTorch turns this into one grouped convolution), so no weight is shared.
     weights = {name: p.detach().expand(len(images), *p.shape).clone().requires_grad_()
@@ -289,8 +294,8 @@ def optimise_batched(images: torch.Tensor, fnet: FeatureNet, centre: torch.Tenso
     with tqdm(total=len(images) * num_steps, desc=f"U-Net steps, {chunk} images at a time",
               unit="image-step", disable=not progress) as bar:
         for first in range(0, len(images), chunk):
-            outputs = _optimise_chunk(images[first:first + chunk].to(device), start_unet, fnet,
-                                      centre, beta, num_steps, lr, bar)
+            outputs = optimise_chunk(images[first:first + chunk].to(device), start_unet, fnet,
+                                     centre, beta, num_steps, lr, bar)
             generated.append(outputs[0])
             pixel_scores.append(outputs[1])
             lc_scores.append(outputs[2])
