@@ -9,7 +9,7 @@ Trains a fresh U-Net on each of the same ``--num-images`` images, first one afte
         --batch-sizes 1 16 64 256 1024
 
 Each setting runs in its own spawned process (``timed_in_fresh_process`` of
-``companion.models.ano_unet``), so that its peak memory is its own: on the CPU the highest
+``companion.detectors.ano_unet``), so that its peak memory is its own: on the CPU the highest
 resident set size during the run minus the size before it, on a GPU the growth of
 ``max_memory_allocated``. A warm-up on one image runs first in that process. The images are
 seeded noise and the f-Net is untrained: the cost of a step depends on neither.
@@ -23,8 +23,8 @@ import sys
 import torch
 
 from companion.engine import resolve_device
-from companion.models.ano_unet import (bytes_per_image, optimise_batched, optimise_one_by_one,
-                                       timed_in_fresh_process)
+from companion.detectors.ano_unet import (bytes_per_image, optimise_batched,
+                                          optimise_one_by_one, timed_in_fresh_process)
 from companion.models.fnet import FeatureNet
 
 

@@ -5,7 +5,7 @@ own: real normal images, each changed in one known way (a patch of another class
 stroke, a blot, an erased piece), and the mask is by construction the set of pixels that
 changed. An anomaly map is then judged as the MVTec AD protocol and anomalib judge one: pixel
 AUROC over every pixel of every image, and the per-region overlap (PRO) curve up to a 30 %
-false-positive rate. The ROC computations are scikit-learn's, the connected regions SciPy's.
+false-positive rate (:func:`companion.metrics.pixel_auroc`, :func:`companion.metrics.pro_area`).
 """
 
 from __future__ import annotations
@@ -13,16 +13,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from scipy import ndimage
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from .data import ClassSubset
 from .errors import ConfigError
-from .metrics import format_table
-from .plots import _label
+from .metrics import MAX_FPR, format_table, pixel_auroc, pro_area
 from .settings import fraction, integer, optional_positive_int
 
 #: The kinds of synthetic anomaly, in the order they are handed out.
@@ -33,8 +29,6 @@ NORMAL = "normal"
 MIN_CHANGED_PIXELS = 6
 #: A pixel brighter than this belongs to the object; an erased piece is centred on one.
 INK = 0.25
-#: The usual end of the PRO curve: a false-positive rate of 30 % (MVTec AD, anomalib).
-MAX_FPR = 0.3
 _TRIES = 100  # draws per image before a kind is declared impossible for it
 
 
@@ -269,80 +263,6 @@ def synthetic_anomalies(split, size: int | None, seed: int = 0, part: str = "tes
     return MaskedImages(changed, masks, kind_list, classes, split.value_range, kinds)
 
 
-def _as_arrays(maps, masks) -> tuple[np.ndarray, np.ndarray]:
-    maps = np.asarray(torch.as_tensor(maps).detach().cpu(), dtype=np.float64)
-    masks = np.asarray(torch.as_tensor(masks).cpu(), dtype=bool)
-    if maps.ndim != 3 or maps.shape != masks.shape:
-        raise ConfigError(f"maps of shape {maps.shape} and masks of shape {masks.shape}; give one "
-                          "(N, H, W) map per (N, H, W) mask")
-    if not masks.any() or masks.all():
-        raise ConfigError("the masks need anomalous and normal pixels both; add normal images "
-                          "or images with an anomaly")
-    return maps, masks
-
-
-def pixel_auroc(maps, masks) -> float:
-    """AUROC of the map's values as scores of each pixel being anomalous; chapter 07.
-
-    Over every pixel of every image given, the normal images' included, as anomalib computes
-    it: a map that lights up normal images is penalised for it, not only for the normal pixels
-    around an anomaly.
-    """
-    maps, masks = _as_arrays(maps, masks)
-    return float(roc_auc_score(masks.ravel(), maps.ravel()))
-
-
-def regions(masks) -> tuple[np.ndarray, int]:
-    """The connected regions of each mask, numbered 1, 2, ... across all images, and their count.
-
-    Pixels touching at a side or a corner belong to one region (8-connectivity, as in the MVTec
-    AD evaluation); regions never cross from one image to the next.
-    """
-    masks = np.asarray(torch.as_tensor(masks).cpu(), dtype=bool)
-    labels = np.zeros(masks.shape, dtype=np.int64)
-    count = 0
-    for i, mask in enumerate(masks):
-        labels[i], found = ndimage.label(mask, structure=np.ones((3, 3), dtype=int))
-        labels[i][mask] += count
-        count += found
-    return labels, count
-
-
-def pro_curve(maps, masks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The per-region overlap curve: (false-positive rates, PROs, thresholds); chapter 07.
-
-    At a threshold t every pixel whose map value is >= t is called anomalous. The PRO is the
-    mean over the connected :func:`regions` of the masks of the share of each region called
-    anomalous; the false-positive rate is the share of all pixels outside the masks called
-    anomalous. Each region counts the same however small it is, where pixel AUROC lets one large
-    region outweigh many small ones. The curve is exact at every threshold where something
-    changes, the thresholds falling: the PRO is a true-positive rate in which each pixel of a
-    region of n pixels weighs 1/n, so scikit-learn's ROC curve with those weights is the PRO curve.
-    """
-    maps, masks = _as_arrays(maps, masks)
-    labels, _ = regions(masks)
-    sizes = np.bincount(labels.ravel())
-    weights = np.where(labels > 0, 1.0 / sizes[labels], 1.0)
-    return roc_curve(masks.ravel(), maps.ravel(), sample_weight=weights.ravel(),
-                     drop_intermediate=False)
-
-
-def pro_area(maps, masks, max_fpr: float = MAX_FPR) -> float:
-    """Area under the PRO curve from FPR 0 to ``max_fpr``, divided by ``max_fpr``; chapter 07.
-
-    1 is a perfect map; a map of random numbers has PRO = FPR on average and gets
-    ``max_fpr / 2`` (0.15 at 0.3). Between its points the curve is a straight line, so at
-    ``max_fpr`` it is interpolated (the rule of the MVTec AD evaluation).
-    """
-    fraction(max_fpr, "MAX_FPR", MAX_FPR)
-    fpr, pro, _ = pro_curve(maps, masks)
-    above = int(np.searchsorted(fpr, max_fpr, side="right"))  # first point past max_fpr
-    share = (max_fpr - fpr[above - 1]) / (fpr[above] - fpr[above - 1])
-    x = np.append(fpr[:above], max_fpr)
-    y = np.append(pro[:above], pro[above - 1] + share * (pro[above] - pro[above - 1]))
-    return float(np.trapezoid(y, x) / max_fpr)
-
-
 def localisation_metrics(scores, data: MaskedImages, max_fpr: float = MAX_FPR) -> dict:
     """Pixel AUROC, PRO area and image AUROC of a detector's maps on ``data``; chapter 07.
 
@@ -385,27 +305,6 @@ def localisation_table(results: dict, metric: str) -> str:
     kinds = list(next(iter(results.values())))
     return format_table({name: {kind: per_kind[kind][metric] for kind in kinds}
                          for name, per_kind in results.items()}, kinds, METRIC_NAMES[metric])
-
-
-def plot_pro_curves(maps_by_name: dict, masks, title: str, max_fpr: float = MAX_FPR):
-    """PRO against false-positive rate up to ``max_fpr``, one curve per map; chapter 07.
-
-    ``maps_by_name`` maps a detector's name to its (N, H, W) maps of the images whose ``masks``
-    are given; the legend holds each curve's normalised area (:func:`pro_area`).
-    """
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for name, maps in maps_by_name.items():
-        fpr, pro, _ = pro_curve(maps, masks)
-        shown = int(np.searchsorted(fpr, max_fpr, side="right")) + 1  # one point past the axis
-        ax.plot(fpr[:shown], pro[:shown],
-                label=f"{name} (area {pro_area(maps, masks, max_fpr):.3f})")
-    ax.plot([0, max_fpr], [0, max_fpr], color="grey", linestyle="--",
-            label=f"random map (area {max_fpr / 2:.2f})")
-    ax.set_xlim(0, max_fpr)
-    ax.set_ylim(0, 1)
-    return _label(fig, ax, "false-positive rate (share of normal pixels flagged)",
-                  "per-region overlap (mean share of each anomaly flagged)", title,
-                  loc="lower right", fontsize=8)
 
 
 def choose_map(scores, tuning: MaskedImages, maps=("l2", "ssim"), sigmas=(0.0, 2.0, 4.0),

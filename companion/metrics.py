@@ -1,13 +1,22 @@
 """Metrics that judge per-image scores, and the tables that summarise them.
 
-Defined in chapter 02; chapter 09 adds the per-class tables. Metrics come from scikit-learn;
+Defined in chapter 02; chapter 07 adds the metrics of anomaly maps (pixel AUROC, PRO), chapter
+09 the per-class tables. ROC computations come from scikit-learn, connected regions from SciPy;
 the anomaly is the positive class and a higher score means more anomalous.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+import torch
+from scipy import ndimage
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from .errors import ConfigError
+from .settings import fraction
+
+#: The usual end of the PRO curve: a false-positive rate of 30 % (MVTec AD, anomalib).
+MAX_FPR = 0.3
 
 
 def detection_metrics(labels, scores) -> dict:
@@ -91,3 +100,77 @@ def f1_by_outlier_share(labels, scores, threshold: float, shares=OUTLIER_SHARES,
         hits = int(np.sum(truth & flagged))
         f1[share] = 2 * hits / (int(truth.sum()) + int(flagged.sum())) if hits else 0.0
     return f1
+
+
+def _as_arrays(maps, masks) -> tuple[np.ndarray, np.ndarray]:
+    maps = np.asarray(torch.as_tensor(maps).detach().cpu(), dtype=np.float64)
+    masks = np.asarray(torch.as_tensor(masks).cpu(), dtype=bool)
+    if maps.ndim != 3 or maps.shape != masks.shape:
+        raise ConfigError(f"maps of shape {maps.shape} and masks of shape {masks.shape}; give one "
+                          "(N, H, W) map per (N, H, W) mask")
+    if not masks.any() or masks.all():
+        raise ConfigError("the masks need anomalous and normal pixels both; add normal images "
+                          "or images with an anomaly")
+    return maps, masks
+
+
+def pixel_auroc(maps, masks) -> float:
+    """AUROC of the map's values as scores of each pixel being anomalous; chapter 07.
+
+    Over every pixel of every image given, the normal images' included, as anomalib computes
+    it: a map that lights up normal images is penalised for it, not only for the normal pixels
+    around an anomaly.
+    """
+    maps, masks = _as_arrays(maps, masks)
+    return float(roc_auc_score(masks.ravel(), maps.ravel()))
+
+
+def regions(masks) -> tuple[np.ndarray, int]:
+    """The connected regions of each mask, numbered 1, 2, ... across all images, and their count.
+
+    Pixels touching at a side or a corner belong to one region (8-connectivity, as in the MVTec
+    AD evaluation); regions never cross from one image to the next.
+    """
+    masks = np.asarray(torch.as_tensor(masks).cpu(), dtype=bool)
+    labels = np.zeros(masks.shape, dtype=np.int64)
+    count = 0
+    for i, mask in enumerate(masks):
+        labels[i], found = ndimage.label(mask, structure=np.ones((3, 3), dtype=int))
+        labels[i][mask] += count
+        count += found
+    return labels, count
+
+
+def pro_curve(maps, masks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-region overlap curve: (false-positive rates, PROs, thresholds); chapter 07.
+
+    At a threshold t every pixel whose map value is >= t is called anomalous. The PRO is the
+    mean over the connected :func:`regions` of the masks of the share of each region called
+    anomalous; the false-positive rate is the share of all pixels outside the masks called
+    anomalous. Each region counts the same however small it is, where pixel AUROC lets one large
+    region outweigh many small ones. The curve is exact at every threshold where something
+    changes, the thresholds falling: the PRO is a true-positive rate in which each pixel of a
+    region of n pixels weighs 1/n, so scikit-learn's ROC curve with those weights is the PRO curve.
+    """
+    maps, masks = _as_arrays(maps, masks)
+    labels, _ = regions(masks)
+    sizes = np.bincount(labels.ravel())
+    weights = np.where(labels > 0, 1.0 / sizes[labels], 1.0)
+    return roc_curve(masks.ravel(), maps.ravel(), sample_weight=weights.ravel(),
+                     drop_intermediate=False)
+
+
+def pro_area(maps, masks, max_fpr: float = MAX_FPR) -> float:
+    """Area under the PRO curve from FPR 0 to ``max_fpr``, divided by ``max_fpr``; chapter 07.
+
+    1 is a perfect map; a map of random numbers has PRO = FPR on average and gets
+    ``max_fpr / 2`` (0.15 at 0.3). Between its points the curve is a straight line, so at
+    ``max_fpr`` it is interpolated (the rule of the MVTec AD evaluation).
+    """
+    fraction(max_fpr, "MAX_FPR", MAX_FPR)
+    fpr, pro, _ = pro_curve(maps, masks)
+    above = int(np.searchsorted(fpr, max_fpr, side="right"))  # first point past max_fpr
+    share = (max_fpr - fpr[above - 1]) / (fpr[above] - fpr[above - 1])
+    x = np.append(fpr[:above], max_fpr)
+    y = np.append(pro[:above], pro[above - 1] + share * (pro[above] - pro[above - 1]))
+    return float(np.trapezoid(y, x) / max_fpr)

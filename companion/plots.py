@@ -1,6 +1,7 @@
-"""The book's figures: image grids, reconstructions, losses, score histograms, ROC curves.
+"""The book's figures: image grids, reconstructions, losses, score histograms, ROC curves,
+decisions at thresholds, PRO curves, anomaly maps.
 
-Defined in chapters 01 and 02. Each function draws one titled, labelled figure and returns it.
+Defined in chapters 01 and 02, with later chapters' figures added where they are first drawn. Each function draws one titled, labelled figure and returns it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from torchvision.utils import make_grid
 
 from .data import to_unit_range
-from .metrics import detection_metrics
+from .metrics import MAX_FPR, detection_metrics, pro_area, pro_curve
+from .thresholds import decision_report
 
 
 def _label(fig, ax, xlabel: str, ylabel: str, title: str, **legend):
@@ -311,3 +313,68 @@ def plot_detector_maps(rows: dict, title: str, class_names=None, per_side: int =
                          {name: getattr(scores, kind)[positions]
                           for name, (scores, kind) in rows.items()},
                          title, first.value_range, captions, shared_scale)
+
+
+def plot_threshold_rows(scores, labels, images, thresholds: dict, value_range: str, captions=None,
+                        per_side: int = 3):
+    """One row per named threshold: its confusion matrix and rates, then the ``per_side`` images
+    just below it (kept as normal) and just above it (flagged). Anomalies are framed in red;
+    chapter 04."""
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    images = to_display(images, value_range).mean(dim=1)
+    order = np.argsort(scores)
+    fig, axes = plt.subplots(len(thresholds), 1 + 2 * per_side,
+                             figsize=(1.25 * (2.4 + 2 * per_side), 1.75 * len(thresholds) + 0.4),
+                             squeeze=False, gridspec_kw={"width_ratios": [2.4] + [1] * 2 * per_side})
+    for row, (name, threshold) in enumerate(thresholds.items()):
+        report = decision_report(labels, scores, threshold)
+        text_ax = axes[row, 0]
+        text_ax.axis("off")
+        text_ax.text(0, 0.5, f"{name}\nthreshold {threshold:.4g}\n"
+                             f"TP {report['tp']}  FP {report['fp']}\nFN {report['fn']}  TN {report['tn']}\n"
+                             f"precision {report['precision']:.3f}\nrecall {report['recall']:.3f}\n"
+                             f"F1 {report['f1']:.3f}  FPR {report['false_positive_rate']:.3f}",
+                     va="center", fontsize=7.5, family="monospace", wrap=True)
+        cut = np.searchsorted(scores[order], threshold)
+        picked = list(order[max(cut - per_side, 0):cut]) + list(order[cut:cut + per_side])
+        for col, ax in enumerate(axes[row, 1:]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col >= len(picked):
+                ax.axis("off")
+                continue
+            i = picked[col]
+            ax.imshow(images[i].numpy(), cmap="gray", vmin=0, vmax=1)
+            for spine in ax.spines.values():
+                spine.set_edgecolor("red" if labels[i] else "green")
+                spine.set_linewidth(2)
+            caption = f"{captions[i]}\n" if captions is not None else ""
+            ax.set_title(f"{caption}{scores[i]:.3g}", fontsize=7)
+            if row == 0 and col in (0, per_side):
+                ax.text(0, -0.12, "just below: kept" if col == 0 else "just above: flagged",
+                        transform=ax.transAxes, fontsize=8, va="top")
+    fig.suptitle("Decisions at each threshold (frame: green normal, red anomaly)", fontsize=10)
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.8 / fig.get_figheight(), bottom=0.02,
+                        wspace=0.12, hspace=0.55)
+    return fig
+
+
+def plot_pro_curves(maps_by_name: dict, masks, title: str, max_fpr: float = MAX_FPR):
+    """PRO against false-positive rate up to ``max_fpr``, one curve per map; chapter 07.
+
+    ``maps_by_name`` maps a detector's name to its (N, H, W) maps of the images whose ``masks``
+    are given; the legend holds each curve's normalised area (:func:`~companion.metrics.pro_area`).
+    """
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name, maps in maps_by_name.items():
+        fpr, pro, _ = pro_curve(maps, masks)
+        shown = int(np.searchsorted(fpr, max_fpr, side="right")) + 1  # one point past the axis
+        ax.plot(fpr[:shown], pro[:shown],
+                label=f"{name} (area {pro_area(maps, masks, max_fpr):.3f})")
+    ax.plot([0, max_fpr], [0, max_fpr], color="grey", linestyle="--",
+            label=f"random map (area {max_fpr / 2:.2f})")
+    ax.set_xlim(0, max_fpr)
+    ax.set_ylim(0, 1)
+    return _label(fig, ax, "false-positive rate (share of normal pixels flagged)",
+                  "per-region overlap (mean share of each anomaly flagged)", title,
+                  loc="lower right", fontsize=8)

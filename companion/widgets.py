@@ -9,7 +9,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .thresholds import plot_threshold_rows
+from .plots import plot_threshold_rows
 
 
 def threshold_explorer(scores, labels, images, value_range: str, captions=None, initial=None):

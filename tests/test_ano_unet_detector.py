@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import companion
-from companion.detectors.ano_unet import tuning_images
+from companion.detectors.ano_unet import (optimise_batched, optimise_one_by_one,
+                                          timed_in_fresh_process, tuning_images)
 from companion.detectors.fnet import reference_sets
 from companion.errors import ConfigError
-from companion.models.ano_unet import (initial_unet, optimise_batched, optimise_one_by_one,
-                                       timed_in_fresh_process)
+from companion.models.ano_unet import initial_unet
 from companion.models.fnet import FeatureNet
 from companion.plots import plot_detector_maps
 from companion.scores import Scores

@@ -347,3 +347,18 @@ def test_run_table_and_settings_table_show_one_line_per_group_and_setting(monkey
     table = benchmark.results.settings_table(models)
     assert table.splitlines()[1].split() == ["detector", "conv_ae"]
     assert "epochs" in table and table.endswith("per dataset: {'a': {'fashion-mnist': {'epochs': 9}}}")
+
+
+def test_every_published_figure_names_its_reference_and_has_ten_classes():
+    import re
+
+    from companion.benchmark import PUBLISHED, PUBLISHED_MEANS, SOURCES
+    from conftest import ROOT
+
+    keys = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text(), re.M))
+    names = {name for tables in (PUBLISHED, PUBLISHED_MEANS) for table in tables.values()
+             for name in table}
+    assert names and {name: SOURCES.get(name) for name in names if SOURCES.get(name) not in keys} == {}
+    for table in PUBLISHED.values():
+        for name, values in table.items():
+            assert len(values) == 10 and all(0 < v <= 100 for v in values), name

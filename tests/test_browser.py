@@ -2,8 +2,9 @@
 
 Slow: it builds the book (strictly) once and opens each page over a local HTTP server, in a
 Chromium started with no network access beyond localhost. Every page must typeset its math
-(MathJax is served with the book), load every image, log no console error, and show the static
-fallback where a chapter has an interactive widget.
+(MathJax is served with the book), load every image, log no console error, show every line of
+its code cells without sideways scrolling, and show the static fallback where a chapter has an
+interactive widget.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def browser():
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-dev-shm-usage",
+                 "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,900",
                  # Everything but localhost is unreachable, as on a reader's offline machine.
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
@@ -99,6 +100,11 @@ def test_every_page_reads_offline(built_book, site, browser):
                   if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]]
         if errors:
             problems.append(f"{page}: console errors: {errors}")
+        clipped = browser.execute_script(
+            "return Array.from(document.querySelectorAll('div.cell_input pre'))"
+            ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.innerText.slice(0, 60))")
+        if clipped:
+            problems.append(f"{page}: code cells run past the page's edge: {clipped}")
         text = browser.execute_script("return document.body.innerText")
         for marker in ("Loading widget", "Error displaying widget"):
             if marker in text:

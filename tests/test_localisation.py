@@ -6,8 +6,8 @@ import torch
 
 from companion import ConfigError, detectors
 from companion.localisation import (KINDS, MIN_CHANGED_PIXELS, NORMAL, MaskedImages,
-                                    localisation_metrics, make_anomalies, pixel_auroc, pro_area,
-                                    pro_curve, regions)
+                                    localisation_metrics, make_anomalies)
+from companion.metrics import pixel_auroc, pro_area, pro_curve, regions
 
 
 def sneaker_like(n, seed=0):

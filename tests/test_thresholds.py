@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from companion import ConfigError
-from companion.thresholds import (best_f1_threshold, decision_report, percentile_threshold,
-                                  plot_threshold_rows)
+from companion.plots import plot_threshold_rows
+from companion.thresholds import best_f1_threshold, decision_report, percentile_threshold
 from companion.widgets import threshold_explorer
 
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])

@@ -1,4 +1,8 @@
-"""Published one-class AUROC (%) per normal class 0-9, printed beside the book's in chapter 09."""
+"""Published one-class AUROC (%) per normal class 0-9, printed beside the book's in chapter 09.
+
+The one place the book keeps the figures it compares against; :data:`SOURCES` names the
+reference of each (its key in ``book/references.bib``; the chapter cites them).
+"""
 
 PUBLISHED = {
     "mnist": {
@@ -23,4 +27,13 @@ PUBLISHED_MEANS = {
         "GEOM (Golan & El-Yaniv 2018)": 98.0,
     },
     "fashion-mnist": {},
+}
+
+#: The reference each published row or mean is taken from: its key in ``book/references.bib``.
+SOURCES = {
+    "DCAE (Ruff et al. 2018)": "ruff2018deep",
+    "AnoGAN (Ruff et al. 2018)": "ruff2018deep",
+    "Deep SVDD (Ruff et al. 2018)": "ruff2018deep",
+    "GEOM (Golan & El-Yaniv 2018)": "golan2018deep",
+    "OCGAN (Perera et al. 2019)": "perera2019ocgan",
 }

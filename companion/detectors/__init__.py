@@ -6,13 +6,13 @@ class, so the benchmark and the tests loop over all of them.
 
 from .alocc import ALOCCDetector, alocc_step
 from .ano_unet import AnoUnetDetector
-from .autoencoder import AutoencoderDetector, ConvAEDetector, DenseAEDetector, SSIMAEDetector
+from .autoencoder import (AutoencoderDetector, ConvAEDetector, DenseAEDetector, SSIMAEDetector,
+                          fit_autoencoder)
 from .base import EVALUATION_BATCH_SIZE, REGISTRY, Detector, in_batches, load, make
 from .fnet import FNetDetector, FNetOEDetector
 from .restoration import RestorationAEDetector
 
 __all__ = ["ALOCCDetector", "AnoUnetDetector", "AutoencoderDetector", "ConvAEDetector",
            "DenseAEDetector", "Detector", "EVALUATION_BATCH_SIZE", "FNetDetector",
-           "FNetOEDetector", "REGISTRY", "RestorationAEDetector", "SSIMAEDetector", "alocc_step",
-           "in_batches", "load",
-           "make"]
+           "FNetOEDetector", "REGISTRY", "RestorationAEDetector", "SSIMAEDetector",
+           "alocc_step", "fit_autoencoder", "in_batches", "load", "make"]

@@ -22,11 +22,34 @@ _TRAINING = {
 }
 
 
+def fit_autoencoder(net, loader, epochs: int, lr: float, device, validate=None, after_epoch=None,
+                    progress: bool = True) -> History:
+    """Train an autoencoder on its own loss with Adam: the training of chapter 02.
+
+    Only what is particular to an autoencoder is here: the optimiser and a ``step`` that makes
+    one update on one batch, the loss between the images and their reconstructions (the MSE
+    for chapters 02 and 03, 1 − SSIM for chapter 10's model). The epochs, the batches, the
+    progress bar, the log and the choice of epoch by ``validate`` are the book's one training
+    loop, :func:`companion.engine.train_epochs`.
+    """
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+
+    def step(images, *_):
+        loss = net.loss(images, net(images))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item()}
+
+    return train_epochs(step, loader, epochs, {"net": net}, device, validate, after_epoch,
+                        progress)
+
+
 class AutoencoderDetector(Detector):
     """An autoencoder trained on normal images with Adam on the MSE; score = its error.
 
     Defined in chapter 02. With validation images the epoch of the lowest validation MSE is
-    kept. ``score`` returns every score of :data:`companion.scores.SCORE_FUNCTIONS`, the
+    kept (:func:`fit_autoencoder`). ``score`` returns every score of :data:`companion.scores.SCORE_FUNCTIONS`, the
     reconstructions as ``outputs`` and |x − x̂| as ``maps``.
     """
 
@@ -39,19 +62,10 @@ class AutoencoderDetector(Detector):
         self.net = self._network().to(self.device)
 
     def _fit(self, train, val_images, after_epoch=None) -> History:
-        net = self.net
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.settings["lr"])
-
-        def step(images, *_):
-            loss = net.loss(images, net(images))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            return {"loss": loss.item()}
-
-        validate = self._validation(val_images, lambda x: mse(x, net(x)))
-        return train_epochs(step, self._loader(train, shuffle=True), self.settings["epochs"],
-                            {"net": net}, self.device, validate, after_epoch, self.progress)
+        validate = self._validation(val_images, lambda x: mse(x, self.net(x)))
+        return fit_autoencoder(self.net, self._loader(train, shuffle=True),
+                               self.settings["epochs"], self.settings["lr"], self.device,
+                               validate, after_epoch, self.progress)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """x̂ for a batch of images, on the CPU."""

@@ -14,16 +14,37 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from ..data import ClassSubset
+from ..data import ClassSubset, dataset_info, image_transform, load_dataset
 from ..engine import History, in_memory, make_loader, train_epochs
 from ..errors import ConfigError
-from ..models.fnet import FeatureNet, class_targets, feature_distance, other_dataset_reference
+from ..models.fnet import FeatureNet, class_targets, feature_distance
 from ..scores import Scores
 from ..settings import Setting, flag, optional_positive_int, positive_int, positive_number
 from .base import Detector, in_batches
 
+#: Reference (b) of chapter 06: the f-Net learns on another dataset, never on the one under test.
+REFERENCE_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
+
 #: ``reference`` value for the dataset paired with the training data's (MNIST <-> Fashion-MNIST).
 OTHER_DATASET = "other-dataset"
+
+
+def other_dataset_reference(dataset: str, size: int, seed: int = 0, data_dir="data",
+                            download_first: bool = False) -> ClassSubset:
+    """``size`` random training images, all classes, of the dataset paired with ``dataset``.
+
+    Defined in chapter 06: reference (b), which keeps the f-Net strictly one-class (MNIST for
+    Fashion-MNIST and the reverse, see :data:`REFERENCE_DATASET`). Images in [0, 1].
+    """
+    name = dataset_info(dataset).name
+    if name not in REFERENCE_DATASET:
+        raise ConfigError(f"no reference dataset is paired with {dataset!r}; the f-Net's "
+                          f"reference (b) exists for {sorted(REFERENCE_DATASET)}")
+    other = REFERENCE_DATASET[name]
+    images, _ = load_dataset(other, True, data_dir, image_transform(1, "[0, 1]"),
+                             download_first, verbose=False)
+    return ClassSubset(images, range(dataset_info(other).num_classes),
+                       value_range="[0, 1]").sample(size, seed)
 
 
 def check_reference(value, name: str, example=None):
@@ -40,7 +61,7 @@ def reference_sets(split, size: int, seed: int = 0, data_dir="data",
 
     (a) the split's own training split, every class but the anomaly classes (the normal class
     included, as in the Ano-Unet article); (b) the training split of the paired dataset, all its classes
-    (:func:`~companion.models.fnet.other_dataset_reference`), so that f sees nothing of the
+    (:func:`other_dataset_reference`), so that f sees nothing of the
     anomaly nor of its neighbours. Both in [0, 1], which the f-Net takes.
     """
     own_classes = [c for c in range(split.info.num_classes) if c not in split.anomaly_classes]

@@ -16,13 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data import ClassSubset, dataset_info, image_transform, load_dataset
 from ..errors import ConfigError
 from ..settings import positive_int, positive_number
-
-#: Reference (b) of chapter 06: the f-Net learns on another dataset, never on the one under test.
-REFERENCE_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
-
 
 def check_centre(net: FeatureNet, centre) -> None:
     """Raise a one-line error unless ``centre`` is a C of ``net``'s features.
@@ -102,21 +97,3 @@ def feature_distance(net: FeatureNet, images: torch.Tensor, centre: torch.Tensor
     Defined in chapter 06; it is Ano-Unet's L_C when ``images`` are the U-Net's outputs.
     """
     return (net.features(images) - centre).abs().sum(dim=1)
-
-
-def other_dataset_reference(dataset: str, size: int, seed: int = 0, data_dir="data",
-                            download_first: bool = False) -> ClassSubset:
-    """``size`` random training images, all classes, of the dataset paired with ``dataset``.
-
-    Defined in chapter 06: reference (b), which keeps the f-Net strictly one-class (MNIST for
-    Fashion-MNIST and the reverse, see :data:`REFERENCE_DATASET`). Images in [0, 1].
-    """
-    name = dataset_info(dataset).name
-    if name not in REFERENCE_DATASET:
-        raise ConfigError(f"no reference dataset is paired with {dataset!r}; the f-Net's "
-                          f"reference (b) exists for {sorted(REFERENCE_DATASET)}")
-    other = REFERENCE_DATASET[name]
-    images, _ = load_dataset(other, True, data_dir, image_transform(1, "[0, 1]"),
-                             download_first, verbose=False)
-    return ClassSubset(images, range(dataset_info(other).num_classes),
-                       value_range="[0, 1]").sample(size, seed)
