@@ -245,7 +245,7 @@ def test_the_ssim_autoencoder_trains_on_one_minus_ssim():
 
 # -- every map-painting detector on 3x64x64 images -----------------------------------------------
 MAP_DETECTORS = {"dense_ae": {}, "conv_ae": {}, "ssim_ae": {}, "restoration_ae": {},
-                 "alocc": {}, "ano_unet": {"steps": 2, "fnet_epochs": 1}}
+                 "alocc": {}, "ano_unet": {"steps": 2, "fnet_epochs": 1}, "vae": {}}
 
 
 @pytest.mark.parametrize("name", sorted(MAP_DETECTORS))

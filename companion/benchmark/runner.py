@@ -54,6 +54,8 @@ MODELS: dict[str, BenchmarkModel] = {
     "restoration_ae": BenchmarkModel("restoration_ae", {"latent_dim": 32, "base_channels": 32,
                                                         "epochs": 40, "batch_size": 64},
                                      {"fashion-mnist": {"epochs": 80}}),
+    # Chapter 11's VAE with the conv AE's budget (its bottleneck size and epochs), not tuned.
+    "vae": BenchmarkModel("vae", {"latent_dim": 32, "epochs": 20}),
 }
 
 

@@ -6,6 +6,7 @@ from .conv_ae import ConvAutoencoder
 from .dense_ae import DenseAutoencoder
 from .fnet import FeatureNet
 from .ssim_ae import SSIMAutoencoder
+from .vae import ConvVAE
 
-__all__ = ["ConvAutoencoder", "DenseAutoencoder", "Discriminator", "FeatureNet", "Reconstructor",
+__all__ = ["ConvAutoencoder", "ConvVAE", "DenseAutoencoder", "Discriminator", "FeatureNet", "Reconstructor",
            "SSIMAutoencoder", "UNet"]
