@@ -378,3 +378,27 @@ def plot_pro_curves(maps_by_name: dict, masks, title: str, max_fpr: float = MAX_
     return _label(fig, ax, "false-positive rate (share of normal pixels flagged)",
                   "per-region overlap (mean share of each anomaly flagged)", title,
                   loc="lower right", fontsize=8)
+
+
+def plot_latent_codes(codes, labels, title: str, label_names=("normal", "anomaly")):
+    """Latent codes in two dimensions, coloured by label; chapter 11.
+
+    Codes of more than two dimensions are projected on their first two principal components
+    (scikit-learn's PCA, fitted on the normal images' codes, so the axes are the directions in
+    which normal images vary most).
+    """
+    from sklearn.decomposition import PCA
+
+    codes, labels = np.asarray(codes), np.asarray(labels)
+    axes = ("z1", "z2")
+    if codes.shape[1] > 2:
+        pca = PCA(2).fit(codes[labels == 0])
+        codes = pca.transform(codes)
+        axes = tuple(f"principal component {k + 1} ({share:.0%} of the normal codes' variance)"
+                     for k, share in enumerate(pca.explained_variance_ratio_))
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for label in (0, 1):
+        chosen = labels == label
+        ax.scatter(codes[chosen, 0], codes[chosen, 1], s=6, alpha=0.5,
+                   label=f"{label_names[label]}: {int(chosen.sum()):,} images")
+    return _label(fig, ax, axes[0], axes[1], title, fontsize=8, markerscale=2)

@@ -77,3 +77,13 @@ def test_samples_and_codes_have_their_shapes(fitted_on_vertical_bars):
     assert detector.encode(test.tensors()[0]).shape == (40, 4)
     with pytest.raises(ConfigError, match="not fitted"):
         detectors.make("vae").sample(2)
+
+
+def test_the_entropy_floor_is_the_nll_of_a_perfect_reconstruction():
+    from companion.models.vae import bernoulli_entropy, bernoulli_nll
+
+    x = torch.tensor([[[[0.5, 0.0, 1.0, 0.2]]]])
+    assert bernoulli_entropy(x).item() == pytest.approx(
+        math.log(2) - 0.2 * math.log(0.2) - 0.8 * math.log(0.8), abs=1e-4)
+    other = torch.logit(torch.tensor([[[[0.3, 0.1, 0.9, 0.5]]]]))
+    assert bernoulli_nll(x, other).sum() > bernoulli_entropy(x).sum()

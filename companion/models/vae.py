@@ -38,6 +38,16 @@ def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
 
 
+def bernoulli_entropy(x: torch.Tensor) -> torch.Tensor:
+    """Σ −x log x − (1 − x) log(1 − x) per image: the lowest −log p(x|z) any decoder reaches.
+
+    Defined in chapter 11. A Bernoulli likelihood treats a grey pixel as a coin; even a perfect
+    reconstruction (x̂ = x) leaves this much, so an image with many grey pixels has a high
+    reconstruction NLL whether it is normal or not.
+    """
+    return bernoulli_nll(x, torch.logit(x, eps=1e-6)).flatten(1).sum(dim=1)
+
+
 def elbo_terms(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor,
                log_var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The ELBO's two terms per image: −log p(x|z) summed over pixels, and the KL; chapter 11.
