@@ -31,6 +31,12 @@ def integer(value, name: str, example: int = 0) -> int:
     return value
 
 
+def non_negative_int(value, name: str, example: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name}={value!r}; use an integer >= 0 such as {example}")
+    return value
+
+
 def positive_number(value, name: str, example: float = 1.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ConfigError(f"{name}={value!r}; use a positive number such as {example:g}")

@@ -2,21 +2,27 @@
 
 The headline score is the paper's, D(R(x)): 1 − the probability that D calls R's
 reconstruction a real normal image. D(x) and R's reconstruction error |x − R(x)| come along as
-what they are: D alone, and R used as a plain autoencoder.
+what they are: D alone, and R used as a plain autoencoder. With ``phase_two_epochs`` > 0, D is
+fine-tuned after the usual training as OGNet does (:meth:`ALOCCDetector.phase_two`).
 """
 
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
 
 from ..engine import History, train_epochs
+from ..errors import ConfigError
 from ..models.alocc import (NORMALISATIONS, Discriminator, Reconstructor, add_noise,
-                            discriminator_loss, not_real_probability, reconstructor_loss,
-                            squared_error)
+                            discriminator_loss, not_real_probability, phase_two_batch,
+                            phase_two_loss, reconstructor_loss, squared_error)
 from ..models.conv_ae import ConvAutoencoder
 from ..scores import Scores, l1_sum
-from ..settings import (Setting, non_negative_number, one_of, optional_positive_int,
-                        optional_positive_number, positive_int, positive_number)
+from ..settings import (Setting, fraction, non_negative_int, non_negative_number, one_of,
+                        optional_positive_int, optional_positive_number, positive_int,
+                        positive_number)
 from .base import Detector, in_batches
 
 
@@ -54,6 +60,10 @@ class ALOCCDetector(Detector):
     it never is (or ``stop_below=None``), the epoch of the lowest such error is kept. Both rules
     look at normal images only. ``score`` gives ``"D(R(x))"`` (headline), ``"D(x)"`` and
     ``"R error"``, R(x) as ``outputs`` and |x − R(x)| as ``maps``.
+
+    ``phase_two_epochs`` > 0 adds OGNet's second phase (:meth:`phase_two`); ``r_old`` is R as it
+    was ``old_after`` of the way through the first epoch, the early R whose blurrier
+    reconstructions D learns to call bad.
     """
 
     name = "alocc"
@@ -81,6 +91,13 @@ class ALOCCDetector(Detector):
         # image. An integer: R is chapter 03's conv autoencoder with a code of that size, the
         # bottleneck the paper's argument needs (chapter 05 measures both).
         "r_latent_dim": Setting(None, optional_positive_int, 32),
+        # OGNet's second phase (0: ALOCC as published). Its length, learning rate and the early
+        # R's age were fixed before any run (benchmarks/results/alocc_fix_rule.md): one pass
+        # over the training images at a tenth of phase one's rate, R from half-way through
+        # epoch 1; good and bad images weighted equally (the paper's α = β = 0.5).
+        "phase_two_epochs": Setting(0, non_negative_int, 1),
+        "phase_two_lr": Setting(1e-4, positive_number, 1e-4),
+        "old_after": Setting(0.5, fraction, 0.5),
     }
 
     def _build(self) -> None:
@@ -89,21 +106,69 @@ class ALOCCDetector(Detector):
         self.r = (Reconstructor(channels) if latent_dim is None else
                   ConvAutoencoder(latent_dim, self.image_shape, value_range="[0, 1]")).to(self.device)
         self.d = Discriminator(channels, norm=self.settings["d_norm"]).to(self.device)
+        self.r_old = None
 
     def _fit(self, train, val_images, after_epoch=None) -> History:
         s = self.settings
         opt_r = torch.optim.Adam(self.r.parameters(), lr=s["lr"], betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(self.d.parameters(), lr=s["lr"], betas=(0.5, 0.999))
+        loader = self._loader(train, shuffle=True)
+        old_at_step, steps = max(1, math.ceil(s["old_after"] * len(loader))), 0
 
         def step(images, *_):
-            return alocc_step(self.r, self.d, opt_r, opt_d, images, s["noise_std"], s["n_dis"],
-                              s["l2_lambda"], s["l2_reduction"])
+            nonlocal steps
+            losses = alocc_step(self.r, self.d, opt_r, opt_d, images, s["noise_std"],
+                                s["n_dis"], s["l2_lambda"], s["l2_reduction"])
+            steps += 1
+            if steps == old_at_step:
+                self.r_old = copy.deepcopy(self.r).eval().requires_grad_(False)
+            return losses
 
         # R's squared error per pixel on held-out normal images: the paper's stopping signal
         validate = self._validation(val_images, lambda x: squared_error(x, self.r(x), "mean"))
-        return train_epochs(step, self._loader(train, shuffle=True), s["epochs"],
-                            {"r": self.r, "d": self.d}, self.device, validate, after_epoch,
-                            self.progress, stop_below=s["stop_below"])
+        history = train_epochs(step, loader, s["epochs"], {"r": self.r, "d": self.d},
+                               self.device, validate, after_epoch, self.progress,
+                               stop_below=s["stop_below"])
+        self.phase_two_history = None
+        if s["phase_two_epochs"]:
+            self.phase_two(train)
+        return history
+
+    def phase_two(self, train, epochs: int | None = None) -> History:
+        """OGNet's second phase (Zaheer et al., 2020): R frozen, D fine-tuned; chapter 05.
+
+        D learns to call the training images and R's reconstructions of them good, and the early
+        R's reconstructions and pseudo anomalies bad (:func:`~companion.models.alocc.phase_two_batch`),
+        for ``epochs`` passes (the ``phase_two_epochs`` setting by default) at ``phase_two_lr``.
+        Afterwards D(R(x)) asks "is R's output a good reconstruction of a normal image?", which
+        an anomaly's reconstruction is not. Returns (and keeps as ``phase_two_history``) the log.
+        """
+        if getattr(self, "r_old", None) is None:
+            raise ConfigError("phase two needs the early R that fit() keeps; call fit(...) first")
+        epochs = self.settings["phase_two_epochs"] if epochs is None else epochs
+        positive_int(epochs, "phase_two_epochs", 1)
+        images = self._images(train, "training data")
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise ConfigError(f"images of shape {tuple(images.shape[1:])}, but the detector was "
+                              f"fitted on {self.image_shape}")
+        self.r.eval().requires_grad_(False)
+        opt_d = torch.optim.Adam(self.d.parameters(), lr=self.settings["phase_two_lr"],
+                                 betas=(0.5, 0.999))
+
+        def step(x, *_):
+            loss = phase_two_loss(self.d, phase_two_batch(self.r, self.r_old, x))
+            opt_d.zero_grad()
+            loss.backward()
+            opt_d.step()
+            return {"d_phase_two_loss": loss.item()}
+
+        try:
+            self.phase_two_history = train_epochs(step, self._loader(train, shuffle=True), epochs,
+                                                  {"d": self.d}, self.device,
+                                                  progress=self.progress, desc="phase two")
+        finally:
+            self.r.requires_grad_(True)
+        return self.phase_two_history
 
     def _score(self, images, classes, labels) -> Scores:
         self.r.eval()
@@ -121,7 +186,7 @@ class ALOCCDetector(Detector):
                             classes, labels, maps=(images - outputs).abs().sum(dim=1).numpy(),
                             inputs=images, outputs=outputs)
 
-    def _state(self) -> dict:
+    def _state(self) -> dict:  # the early R only teaches D; scoring never needs it
         return {"r": self.r.state_dict(), "d": self.d.state_dict()}
 
     def _load_state(self, state: dict) -> None:

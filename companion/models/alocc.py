@@ -5,6 +5,9 @@ normal images only: D learns to tell real normal images from R's reconstructions
 R learns to fool D while staying close to the clean image. The architecture follows the Chainer
 implementation that chapter 05 re-tells (the Chainer article): 16 base channels, BatchNorm, LeakyReLU;
 chapter 05 shows why D does better without the BatchNorm (``norm="none"``).
+
+OGNet's second phase (Zaheer et al., 2020, "Old is Gold") is here too: with R frozen, D learns
+to tell good reconstructions from bad ones (:func:`phase_two_batch`, :func:`phase_two_loss`).
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from torch.nn import functional as F
 
 
 #: How D normalises its hidden layers: "batch" (the Chainer article), "layer" (per image, over channels
-#: and pixels) or "none".
-NORMALISATIONS = ("batch", "layer", "none")
+#: and pixels), "spectral" (each convolution's weight divided by its largest singular value,
+#: Miyato et al. 2018, which bounds how fast D's verdict can change with its input) or "none".
+NORMALISATIONS = ("batch", "layer", "spectral", "none")
 
 
 def _conv_block(conv: nn.Module, channels: int, norm: str = "batch") -> list[nn.Module]:
+    if norm == "spectral":
+        return [nn.utils.parametrizations.spectral_norm(conv), nn.LeakyReLU(0.2)]
     layers = {"batch": [nn.BatchNorm2d(channels)], "layer": [nn.GroupNorm(1, channels)],
               "none": []}[norm]
     return [conv, *layers, nn.LeakyReLU(0.2)]
@@ -57,7 +63,8 @@ class Discriminator(nn.Module):
 
     def __init__(self, channels: int = 1, base_channels: int = 16, norm: str = "batch"):
         super().__init__()
-        c, bias = base_channels, norm == "none"  # a normalisation layer brings its own shift
+        c = base_channels
+        bias = norm in ("none", "spectral")  # a normalisation layer brings its own shift
         self.net = nn.Sequential(
             *_conv_block(nn.Conv2d(channels, c, 4, 2, 1, bias=bias), c, norm),
             *_conv_block(nn.Conv2d(c, 2 * c, 4, 2, 1, bias=bias), 2 * c, norm),
@@ -103,3 +110,38 @@ def reconstructor_loss(d, x: torch.Tensor, reconstruction: torch.Tensor, l2_lamb
 def not_real_probability(d, images: torch.Tensor) -> torch.Tensor:
     """1 − P(real normal image) that D gives each image: ALOCC's anomaly score; chapter 05."""
     return 1 - F.softmax(d(images), dim=1)[:, 1]
+
+
+#: The four kinds of image of OGNet's second phase, and D's target for each (1 = good).
+PHASE_TWO_KINDS = {"real": 1, "new reconstruction": 1, "old reconstruction": 0, "pseudo anomaly": 0}
+
+
+@torch.no_grad()
+def phase_two_batch(r_new, r_old, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The images OGNet's second phase shows D for a batch ``x`` of normal images; chapter 05.
+
+    Good: the images themselves and R's reconstructions of them. Bad: the reconstructions of
+    an early R (``r_old``, blurrier), and pseudo anomalies: R's reconstruction of the average of
+    two early reconstructions, a normal-looking image that is no normal image.
+    """
+    old = r_old(x)
+    partner = torch.roll(old, shifts=1, dims=0)  # pairs i with i - 1: two different images
+    return {"real": x, "new reconstruction": r_new(x), "old reconstruction": old,
+            "pseudo anomaly": r_new((old + partner) / 2)}
+
+
+def phase_two_loss(d, batch: dict[str, torch.Tensor], good_weight: float = 0.5,
+                   bad_weight: float = 0.5) -> torch.Tensor:
+    """D's loss in the second phase: cross-entropy towards :data:`PHASE_TWO_KINDS`' targets.
+
+    ``good_weight`` weighs real images against new reconstructions (the paper's α),
+    ``bad_weight`` old reconstructions against pseudo anomalies (its β).
+    """
+    weights = {"real": good_weight, "new reconstruction": 1 - good_weight,
+               "old reconstruction": bad_weight, "pseudo anomaly": 1 - bad_weight}
+    loss = 0.0
+    for kind, images in batch.items():
+        target = torch.full((len(images),), PHASE_TWO_KINDS[kind], dtype=torch.long,
+                            device=images.device)
+        loss = loss + weights[kind] * F.cross_entropy(d(images), target)
+    return loss
