@@ -32,12 +32,14 @@ from companion.metrics import detection_metrics
 
 OTHER_CLASS_IMAGES = 1500
 
-#: Phase-one variants: today's benchmark ALOCC, R with a 32-number code, and that R with a
-#: spectrally normalised D. Each is measured before and after OGNet's second phase.
+#: Phase-one variants: today's benchmark ALOCC, R with a 32-number code, that R with a
+#: spectrally normalised D, and that R with a D that judges (x, R(x)) pairs. Each is measured before and after OGNet's second phase.
 PHASE_ONE = {
     "published": {},
     "bottleneck": {"r_latent_dim": 32},
     "bottleneck + spectral D": {"r_latent_dim": 32, "d_norm": "spectral"},
+    # Added in the second round (results/alocc_fix_rule.md), before any full run of it.
+    "bottleneck + pair D": {"r_latent_dim": 32, "d_input": "pair"},
 }
 SCORES = ("D(R(x))", "D(x)", "R error")
 

@@ -16,7 +16,7 @@ import torch
 from ..engine import History, train_epochs
 from ..errors import ConfigError
 from ..models.alocc import (NORMALISATIONS, Discriminator, Reconstructor, add_noise,
-                            discriminator_loss, not_real_probability, phase_two_batch,
+                            discriminator_loss, not_real_probability, pair, phase_two_batch,
                             phase_two_loss, reconstructor_loss, squared_error)
 from ..models.conv_ae import ConvAutoencoder
 from ..scores import Scores, l1_sum
@@ -27,21 +27,24 @@ from .base import Detector, in_batches
 
 
 def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: float,
-               reduction: str = "sum") -> dict:
+               reduction: str = "sum", pairs: bool = False) -> dict:
     """One ALOCC update on a batch of normal images ``x`` (the Chainer article's ``update_core``).
 
     Defined in chapter 05. ``n_dis`` steps of D (real x -> class 1, R(noisy x) -> class 0),
-    each with fresh noise, then one step of R on :func:`reconstructor_loss`.
+    each with fresh noise, then one step of R on :func:`reconstructor_loss`. With ``pairs``, D
+    judges (x, x) as real and (x, R(noisy x)) as fake instead (:func:`~companion.models.alocc.pair`).
     """
     for _ in range(n_dis):
         with torch.no_grad():
             reconstruction = r(add_noise(x, noise_std))
-        d_loss = discriminator_loss(d, x, reconstruction)
+        real, fake = (pair(x, x), pair(x, reconstruction)) if pairs else (x, reconstruction)
+        d_loss = discriminator_loss(d, real, fake)
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
-    r_loss, adversarial, l2 = reconstructor_loss(d, x, r(add_noise(x, noise_std)), l2_lambda,
-                                                 reduction)
+    reconstruction = r(add_noise(x, noise_std))
+    r_loss, adversarial, l2 = reconstructor_loss(d, x, reconstruction, l2_lambda, reduction,
+                                                 pair(x, reconstruction) if pairs else None)
     opt_r.zero_grad()
     r_loss.backward()
     opt_r.step()
@@ -60,6 +63,9 @@ class ALOCCDetector(Detector):
     it never is (or ``stop_below=None``), the epoch of the lowest such error is kept. Both rules
     look at normal images only. ``score`` gives ``"D(R(x))"`` (headline), ``"D(x)"`` and
     ``"R error"``, R(x) as ``outputs`` and |x − R(x)| as ``maps``.
+
+    With ``d_input="pair"`` D judges an image beside its reconstruction, (x, R(x)), and
+    ``"D(R(x))"`` is its verdict on that pair (``"D(x)"`` on (x, x)).
 
     ``phase_two_epochs`` > 0 adds OGNet's second phase (:meth:`phase_two`); ``r_old`` is R as it
     was ``old_after`` of the way through the first epoch, the early R whose blurrier
@@ -96,6 +102,9 @@ class ALOCCDetector(Detector):
         # over the training images at a tenth of phase one's rate, R from half-way through
         # epoch 1; good and bad images weighted equally (the paper's α = β = 0.5).
         "phase_two_epochs": Setting(0, non_negative_int, 1),
+        # What D judges: R's output alone (the paper) or beside its input, (x, R(x)), as ALAD's
+        # D_xx (Zenati et al., 2018): "is this a faithful reconstruction of a normal image?"
+        "d_input": Setting("reconstruction", one_of(("reconstruction", "pair")), "pair"),
         "phase_two_lr": Setting(1e-4, positive_number, 1e-4),
         "old_after": Setting(0.5, fraction, 0.5),
     }
@@ -105,7 +114,8 @@ class ALOCCDetector(Detector):
         latent_dim = self.settings["r_latent_dim"]
         self.r = (Reconstructor(channels) if latent_dim is None else
                   ConvAutoencoder(latent_dim, self.image_shape, value_range="[0, 1]")).to(self.device)
-        self.d = Discriminator(channels, norm=self.settings["d_norm"]).to(self.device)
+        d_channels = channels * (2 if self.settings["d_input"] == "pair" else 1)
+        self.d = Discriminator(d_channels, norm=self.settings["d_norm"]).to(self.device)
         self.r_old = None
 
     def _fit(self, train, val_images, after_epoch=None) -> History:
@@ -118,7 +128,8 @@ class ALOCCDetector(Detector):
         def step(images, *_):
             nonlocal steps
             losses = alocc_step(self.r, self.d, opt_r, opt_d, images, s["noise_std"],
-                                s["n_dis"], s["l2_lambda"], s["l2_reduction"])
+                                s["n_dis"], s["l2_lambda"], s["l2_reduction"],
+                                pairs=s["d_input"] == "pair")
             steps += 1
             if steps == old_at_step:
                 self.r_old = copy.deepcopy(self.r).eval().requires_grad_(False)
@@ -156,7 +167,8 @@ class ALOCCDetector(Detector):
                                  betas=(0.5, 0.999))
 
         def step(x, *_):
-            loss = phase_two_loss(self.d, phase_two_batch(self.r, self.r_old, x))
+            loss = phase_two_loss(self.d, phase_two_batch(self.r, self.r_old, x),
+                                  pairs=self.settings["d_input"] == "pair")
             opt_d.zero_grad()
             loss.backward()
             opt_d.step()
@@ -174,10 +186,13 @@ class ALOCCDetector(Detector):
         self.r.eval()
         self.d.eval()
 
+        def judged(x, y):
+            return pair(x, y) if self.settings["d_input"] == "pair" else y
+
         def columns(chunk):
             reconstruction = self.r(chunk)
-            return {"D(R(x))": not_real_probability(self.d, reconstruction),
-                    "D(x)": not_real_probability(self.d, chunk),
+            return {"D(R(x))": not_real_probability(self.d, judged(chunk, reconstruction)),
+                    "D(x)": not_real_probability(self.d, judged(chunk, chunk)),
                     "R error": l1_sum(chunk, reconstruction), "outputs": reconstruction}
 
         values = in_batches(columns, images, self.device)

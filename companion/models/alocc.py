@@ -95,14 +95,16 @@ def squared_error(x: torch.Tensor, reconstruction: torch.Tensor, reduction: str 
 
 
 def reconstructor_loss(d, x: torch.Tensor, reconstruction: torch.Tensor, l2_lambda: float,
-                       reduction: str = "sum") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       reduction: str = "sum", judged: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """R's loss: make D say "real" on R(x̃), plus ``l2_lambda`` times ‖x − R(x̃)‖².
 
     The squared error is :func:`squared_error` with ``reduction``, averaged over the batch.
+    ``judged`` is what D sees instead of the reconstruction alone (a pair D's :func:`pair`).
     Returns (total, adversarial part, squared-error part); chapter 05.
     """
     real = torch.ones(len(x), dtype=torch.long, device=x.device)
-    adversarial = F.cross_entropy(d(reconstruction), real)
+    adversarial = F.cross_entropy(d(reconstruction if judged is None else judged), real)
     l2 = squared_error(x, reconstruction, reduction).mean()
     return adversarial + l2_lambda * l2, adversarial, l2
 
@@ -112,36 +114,46 @@ def not_real_probability(d, images: torch.Tensor) -> torch.Tensor:
     return 1 - F.softmax(d(images), dim=1)[:, 1]
 
 
+def pair(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """An image and a candidate reconstruction of it, side by side as channels: what a pair D
+    judges ("is y a faithful reconstruction of the normal image x?"), as ALAD's D_xx does
+    (Zenati et al., 2018); chapter 05."""
+    return torch.cat([x, y], dim=1)
+
+
 #: The four kinds of image of OGNet's second phase, and D's target for each (1 = good).
 PHASE_TWO_KINDS = {"real": 1, "new reconstruction": 1, "old reconstruction": 0, "pseudo anomaly": 0}
 
 
 @torch.no_grad()
-def phase_two_batch(r_new, r_old, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def phase_two_batch(r_new, r_old, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The images OGNet's second phase shows D for a batch ``x`` of normal images; chapter 05.
 
-    Good: the images themselves and R's reconstructions of them. Bad: the reconstructions of
-    an early R (``r_old``, blurrier), and pseudo anomalies: R's reconstruction of the average of
-    two early reconstructions, a normal-looking image that is no normal image.
+    Each kind of :data:`PHASE_TWO_KINDS` as (input, output). Good: the images themselves and
+    R's reconstructions of them. Bad: the reconstructions of an early R (``r_old``, blurrier),
+    and pseudo anomalies: R's reconstruction of the average of two early reconstructions, a
+    normal-looking image that is no normal image, beside that average (its input).
     """
     old = r_old(x)
-    partner = torch.roll(old, shifts=1, dims=0)  # pairs i with i - 1: two different images
-    return {"real": x, "new reconstruction": r_new(x), "old reconstruction": old,
-            "pseudo anomaly": r_new((old + partner) / 2)}
+    mixed = (old + torch.roll(old, shifts=1, dims=0)) / 2  # image i with i - 1: two images
+    return {"real": (x, x), "new reconstruction": (x, r_new(x)),
+            "old reconstruction": (x, old), "pseudo anomaly": (mixed, r_new(mixed))}
 
 
-def phase_two_loss(d, batch: dict[str, torch.Tensor], good_weight: float = 0.5,
-                   bad_weight: float = 0.5) -> torch.Tensor:
+def phase_two_loss(d, batch: dict, good_weight: float = 0.5, bad_weight: float = 0.5,
+                   pairs: bool = False) -> torch.Tensor:
     """D's loss in the second phase: cross-entropy towards :data:`PHASE_TWO_KINDS`' targets.
 
+    D judges each output alone, or (``pairs``) each :func:`pair` of input and output.
     ``good_weight`` weighs real images against new reconstructions (the paper's α),
     ``bad_weight`` old reconstructions against pseudo anomalies (its β).
     """
     weights = {"real": good_weight, "new reconstruction": 1 - good_weight,
                "old reconstruction": bad_weight, "pseudo anomaly": 1 - bad_weight}
     loss = 0.0
-    for kind, images in batch.items():
-        target = torch.full((len(images),), PHASE_TWO_KINDS[kind], dtype=torch.long,
-                            device=images.device)
-        loss = loss + weights[kind] * F.cross_entropy(d(images), target)
+    for kind, (inputs, outputs) in batch.items():
+        target = torch.full((len(outputs),), PHASE_TWO_KINDS[kind], dtype=torch.long,
+                            device=outputs.device)
+        judged = pair(inputs, outputs) if pairs else outputs
+        loss = loss + weights[kind] * F.cross_entropy(d(judged), target)
     return loss
