@@ -12,8 +12,9 @@ from . import detectors, metrics, models, plots, scores
 from .data import ClassSubset, OneClassSplit, dataset_info, image_transform, load_dataset, one_class_split
 from .engine import (History, in_memory, kept_epoch, load_checkpoint, make_loader, resolve_device,
                      save_checkpoint, set_seed, train_epochs)
-from .errors import CompanionError, ConfigError, DatasetNotFoundError, DeviceError
+from .errors import CheckpointError, CompanionError, ConfigError, DatasetNotFoundError, DeviceError
 from .files import read_results, write_results
+from .parameters import check_parameters
 
 
 def show_source(obj):
@@ -38,8 +39,8 @@ def glue(name: str, text: str):
 
 
 __all__ = [
-    "ClassSubset", "CompanionError", "ConfigError", "DatasetNotFoundError", "DeviceError",
-    "History", "OneClassSplit", "dataset_info", "detectors", "glue", "image_transform", "in_memory",
+    "CheckpointError", "ClassSubset", "CompanionError", "ConfigError", "DatasetNotFoundError", "DeviceError",
+    "History", "OneClassSplit", "check_parameters", "dataset_info", "detectors", "glue", "image_transform", "in_memory",
     "kept_epoch", "load_checkpoint", "load_dataset", "make_loader", "metrics", "models", "one_class_split",
     "plots", "read_results", "resolve_device", "save_checkpoint", "scores", "set_seed",
     "show_source", "train_epochs", "write_results",

@@ -177,7 +177,7 @@ def _try_load(info: DatasetInfo, root: Path, train: bool, transform, download: b
     except (ValueError, AssertionError, OSError, EOFError) as error:
         broken = error
     raise DatasetNotFoundError(
-        f"the {info.name} files under {root / info.raw_folder} are present but unreadable "
+        f"the {info.name} files under {root / info.raw_folder / 'raw'} are present but unreadable "
         f"({broken!r}); delete or re-download them") from None
 
 

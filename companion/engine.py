@@ -9,10 +9,12 @@ one batch of normal images) and, optionally, its validation loss on held-out nor
 from __future__ import annotations
 
 import copy
+import pickle
 import random
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,7 +23,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from .errors import ConfigError, DeviceError
+from .errors import CheckpointError, ConfigError, DeviceError
 from .files import atomic_path
 from .settings import integer, positive_int
 
@@ -196,5 +198,22 @@ def save_checkpoint(path, state: dict) -> None:
 
 
 def load_checkpoint(path, device="cpu") -> dict:
-    """Load what :func:`save_checkpoint` saved: tensors and plain values only (``weights_only``)."""
-    return torch.load(path, map_location=device, weights_only=True)
+    """Load what :func:`save_checkpoint` saved: tensors and plain values only (``weights_only``).
+
+    A file that is missing, truncated, or holds objects whose unpickling would run code is
+    refused with a :class:`~companion.errors.CheckpointError` naming the path; nothing in it runs.
+    """
+    if not Path(path).is_file():
+        raise CheckpointError(f"no checkpoint at {str(path)!r}; save one with detector.save(path)")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch names the refused object on a line of its own ("unsupported GLOBAL posix.system")
+        found = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line),
+                     "an object weights-only loading does not accept")
+        raise CheckpointError(f"{str(path)!r} is not a weights-only checkpoint: it holds objects "
+                              f"that loading would have to run code for ({found}); it was not "
+                              "loaded. Only load checkpoints this library saved") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint ({type(error).__name__}: "
+                              f"{str(error)[:120]}); it may be truncated: save it again") from None

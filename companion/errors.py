@@ -31,3 +31,7 @@ class DataError(CompanionError, ValueError):
 
 class DeviceError(CompanionError, RuntimeError):
     """The requested device (``cuda``, ``mps``) is not available on this machine."""
+
+
+class CheckpointError(CompanionError, ValueError):
+    """A checkpoint file is missing, damaged, unsafe to load, or not this library's format."""

@@ -161,7 +161,9 @@ def test_a_crash_while_writing_keeps_the_previous_file_whole(tmp_path, counting,
         run_benchmark(out, ["counting"], ["mnist"], [1, 2], [0], data_dir=tmp_path / "data",
                       progress=False)
     assert out.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir() if p.name != "data"] == ["results.csv"]
+    # no temporary file is left behind; the lock file that serialises writers stays
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "data") == \
+        ["results.csv", "results.csv.lock"]
 
 
 def test_changed_settings_are_a_new_run(tmp_path, counting):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 import stat
 from pathlib import Path
@@ -24,6 +23,7 @@ from companion import (ClassSubset, ConfigError, DeviceError, History, in_memory
 from companion.models import DenseAutoencoder
 from companion.settings import (Setting, flag, fraction, integer, non_negative_number, one_of,
                                 optional_positive_int, positive_int, positive_number, validate)
+from companion.errors import CheckpointError
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,7 +455,7 @@ def test_loading_refuses_arbitrary_python_objects(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"net": DenseAutoencoder(2).state_dict(), "payload": Payload()}, path)
     _UNPICKLED.clear()
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="not a weights-only checkpoint"):
         load_checkpoint(path)
     assert _UNPICKLED == []
     # the control: a plain full unpickling of the same file does run the payload

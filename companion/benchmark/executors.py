@@ -3,7 +3,8 @@
 Both executors take the runs still to do and the function that executes one (the runner's
 ``run_one``: passed in, so this module needs nothing from the runner), and hand each finished
 row to ``record`` in the driver, the one process that writes the CSV file; rows arrive in whatever order runs finish.
-A run that fails is reported with its key once every other run has finished; the others go on.
+A run that fails (any exception) is handed to ``fail`` with its error and reported with its key
+once every other run has finished; the others go on.
 
 Ray (``pip install -e .[scale]``) starts a local cluster on this machine's cores by default
 (``ray.init()``), or joins one that ``ray start --head`` started elsewhere (``address``). Each
@@ -37,15 +38,24 @@ def _raise_failures(failures: list[str], finished: int) -> None:
                                 + "; ".join(failures))
 
 
+def _ignore(run: dict, error: str) -> None:
+    pass
+
+
 def run_sequentially(todo: list[dict], execute: Callable[..., dict],
-                     record: Callable[[dict], None], data_dir, device, progress: bool = True) -> None:
+                     record: Callable[[dict], None], data_dir, device, progress: bool = True,
+                     fail: Callable[[dict, str], None] = _ignore) -> None:
     """Every run in this process, one after another (the default executor)."""
     failures = []
     for run in tqdm(todo, desc="benchmark runs", disable=not progress):
         try:
-            record(execute(run, data_dir, device))
-        except CompanionError as error:
-            failures.append(f"{_key(run)}: {type(error).__name__}: {error}")
+            row = execute(run, data_dir, device)
+        except Exception as error:  # noqa: BLE001 - a crashed run is recorded, the rest go on
+            message = f"{type(error).__name__}: {error}"
+            fail(run, message)
+            failures.append(f"{_key(run)}: {message}")
+            continue
+        record(row)
     _raise_failures(failures, len(todo) - len(failures))
 
 
@@ -59,7 +69,8 @@ def _run_in_task(execute: Callable[..., dict], run: dict, data_dir, device, thre
 def run_on_ray(todo: list[dict], execute: Callable[..., dict], record: Callable[[dict], None],
                data_dir, device, progress: bool = True, address: str | None = None,
                workers: int | None = None,
-               cpus_per_run: int = 1, gpus_per_run: float = 0.0) -> None:
+               cpus_per_run: int = 1, gpus_per_run: float = 0.0,
+               fail: Callable[[dict, str], None] = _ignore) -> None:
     """Every run as a Ray task; the driver records rows as the tasks finish."""
     try:
         import ray
@@ -88,6 +99,7 @@ def run_on_ray(todo: list[dict], execute: Callable[..., dict], record: Callable[
                     record(ray.get(done[0]))
                 except ray.exceptions.RayError as error:
                     cause = getattr(error, "cause", None) or error
+                    fail(run, f"{type(cause).__name__}: {cause}")
                     failures.append(f"{_key(run)}: {type(cause).__name__}: {cause}")
                 bar.update(1)
     except KeyboardInterrupt:

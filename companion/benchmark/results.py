@@ -1,14 +1,23 @@
 """The benchmark's one record, a CSV file of runs, and the summaries chapters print from it.
 
 Defined in chapter 09. One row per finished run; the file is rewritten atomically with each new
-row, so an interrupted benchmark leaves a whole file behind.
+row, so an interrupted benchmark leaves a whole file behind, and under a lock, so two runners
+appending to one file at once lose nothing. Runs that failed go to a second file beside it
+(:func:`failures_path`), never into the results.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import time
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; run one runner per file there
+    fcntl = None
 
 import numpy as np
 
@@ -43,15 +52,64 @@ def read_rows(path) -> list[dict]:
     return rows
 
 
-def append_row(path, row: dict) -> None:
-    """Rewrite the file with one more row, atomically: a crash leaves the old file whole."""
-    rows = read_rows(path) + [row]
-    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, COLUMNS)
-        writer.writeheader()
-        for each in rows:
-            writer.writerow({**each, **{column: json.dumps(each.get(column, {}))
-                                        for column in _JSON_COLUMNS}})
+@contextmanager
+def locked(path):
+    """Hold an exclusive lock on ``path``'s ``.lock`` file beside it (a no-op without fcntl)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def append_row(path, row: dict) -> bool:
+    """Rewrite the file with one more row, atomically and under :func:`locked`.
+
+    A crash leaves the old file whole; a row whose :func:`run_key` the file already holds (a
+    second runner finished the same run) is not written twice. Returns whether it was written.
+    """
+    with locked(path):
+        rows = read_rows(path)
+        if run_key(row) in {run_key(each) for each in rows}:
+            return False
+        rows.append(row)
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, COLUMNS)
+            writer.writeheader()
+            for each in rows:
+                writer.writerow({**each, **{column: json.dumps(each.get(column, {}))
+                                            for column in _JSON_COLUMNS}})
+    return True
+
+
+def failures_path(path) -> Path:
+    """Where the runs that failed are recorded: ``<results>.failures.jsonl`` beside the CSV."""
+    path = Path(path)
+    return path.with_name(path.stem + ".failures.jsonl")
+
+
+def record_failure(path, run: dict, error: str) -> None:
+    """Append one failed run (its key, settings and error) to :func:`failures_path`, locked.
+
+    The run stays out of the results, so the next call runs it again.
+    """
+    with locked(path), failures_path(path).open("a", encoding="utf-8") as file:
+        file.write(json.dumps({**{k: run[k] for k in ("model", "dataset", "normal_class", "seed",
+                                                       "settings")},
+                               "error": error, "time": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+
+
+def read_failures(path) -> list[dict]:
+    """The failed runs recorded beside the results file ``path`` (none if the file is absent)."""
+    failures = failures_path(path)
+    if not failures.exists():
+        return []
+    return [json.loads(line) for line in failures.read_text(encoding="utf-8").splitlines() if line]
 
 
 def summarise(rows, score: str | None = None) -> dict:

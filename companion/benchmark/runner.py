@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..data import check_classes, dataset_info, one_class_split
 from ..detectors import REGISTRY, make
@@ -19,7 +20,7 @@ from ..errors import ConfigError
 from ..metrics import f1_by_outlier_share
 from ..settings import optional_positive_int
 from .executors import EXECUTORS, run_on_ray, run_sequentially
-from .results import append_row, read_rows, run_key
+from .results import append_row, read_rows, record_failure, run_key
 
 @dataclass(frozen=True)
 class BenchmarkModel:
@@ -43,6 +44,10 @@ MODELS: dict[str, BenchmarkModel] = {
     "dense_ae": BenchmarkModel("dense_ae", {"latent_dim": 32, "epochs": 20}),
     "conv_ae": BenchmarkModel("conv_ae", {"latent_dim": 32, "epochs": 20}),
     "alocc": BenchmarkModel("alocc", {"val_fraction": 0.2}),
+    # Chapter 05's fix, chosen on training images only (benchmarks/results/alocc_fix_rule.md):
+    # R with a 32-number code, D judging (x, R(x)) pairs, then OGNet's second phase.
+    "alocc_fixed": BenchmarkModel("alocc", {"val_fraction": 0.2, "r_latent_dim": 32,
+                                            "d_input": "pair", "phase_two_epochs": 1}),
     # Chapter 06's f-Net alone, strictly one-class (features from the other dataset) ...
     "fnet_distance": BenchmarkModel("fnet_distance"),
     # ... and with the normal images as an extra class among the reference ones.
@@ -136,11 +141,17 @@ def run_benchmark(out, models, datasets, classes=None, seeds=(0,), overrides=Non
 
     ``executor="ray"`` runs them as Ray tasks (:mod:`companion.benchmark.executors`): on a
     local cluster of ``workers`` CPUs (all cores by default) or on the cluster at ``address``,
-    each task with one CPU or ``gpus_per_run`` of a GPU. Either way only this process writes
-    ``out``, one atomic row per finished run.
+    each task with one CPU or ``gpus_per_run`` of a GPU. Either way each finished run is one
+    atomic, locked row of ``out`` (another runner on the same file loses nothing), and a run
+    that fails is recorded in ``out``'s failures file and tried again by the next call.
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r}; use one of {list(EXECUTORS)}")
+    if Path(out).is_dir() or Path(out).suffix != ".csv":
+        raise ConfigError(f"--out {str(out)!r}; name a .csv file, e.g. "
+                          "benchmarks/results/one_class.csv")
+    optional_positive_int(workers, "--workers", 2)
+    resolve_device(device)  # an unknown or absent device stops the benchmark before any run
     runs = planned_runs(models, datasets, classes, seeds, overrides)
     device = resolve_device(device) if executor == "sequential" else device
     done = {run_key(row) for row in read_rows(out)}
@@ -150,14 +161,17 @@ def run_benchmark(out, models, datasets, classes=None, seeds=(0,), overrides=Non
               f"{len(todo)} to do", flush=True)
 
     def record(row: dict) -> None:
-        # A run Ray retried after its first result arrived must not be written twice.
+        # A run Ray retried, or another runner finished, is not written twice (append_row).
         if run_key(row) not in done:
             append_row(out, row)
             done.add(run_key(row))
 
+    def fail(run: dict, error: str) -> None:
+        record_failure(out, run, error)
+
     if executor == "ray":
         run_on_ray(todo, run_one, record, data_dir, device, progress, address, workers,
-                   gpus_per_run=gpus_per_run)
+                   gpus_per_run=gpus_per_run, fail=fail)
     else:
-        run_sequentially(todo, run_one, record, data_dir, device, progress)
+        run_sequentially(todo, run_one, record, data_dir, device, progress, fail=fail)
     return read_rows(out)

@@ -22,7 +22,7 @@ import torch
 from ..data import check_value_range
 from ..engine import (History, in_memory, load_checkpoint, make_loader, resolve_device,
                       save_checkpoint, set_seed)
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..scores import Scores
 from ..settings import Setting, flag, integer, validate
 
@@ -30,6 +30,10 @@ from ..settings import Setting, flag, integer, validate
 EVALUATION_BATCH_SIZE = 512
 
 REGISTRY: dict[str, type["Detector"]] = {}
+
+#: The checkpoint layout :meth:`Detector.save` writes; :func:`load` refuses any other.
+CHECKPOINT_FORMAT = "companion-detector/1"
+_CHECKPOINT_KEYS = {"format", "detector", "settings", "seed", "image_shape", "value_range", "state"}
 
 
 @torch.no_grad()
@@ -112,7 +116,7 @@ class Detector:
         """Everything needed to score again, in one file, written atomically."""
         if self.image_shape is None:
             raise ConfigError("nothing to save: fit the detector first")
-        save_checkpoint(path, {"detector": self.name, "settings": self._plain_settings(),
+        save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "detector": self.name, "settings": self._plain_settings(),
                                "seed": self.seed, "image_shape": list(self.image_shape),
                                "value_range": self.value_range, "state": self._state()})
 
@@ -180,12 +184,32 @@ def make(name: str, **settings) -> Detector:
 
 
 def load(path, device="auto", progress: bool = True) -> Detector:
-    """A detector saved by :meth:`Detector.save`, ready to score (``weights_only`` loading)."""
+    """A detector saved by :meth:`Detector.save`, ready to score (``weights_only`` loading).
+
+    Only this library's format is accepted: a weights-only file holding
+    :data:`CHECKPOINT_FORMAT` and a registered detector's name; anything else is refused with a
+    :class:`~companion.errors.CheckpointError` that says what the file holds.
+    """
     checkpoint = load_checkpoint(path, resolve_device(device))
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        found = (f"format {checkpoint.get('format')!r}, keys {sorted(map(str, checkpoint))[:8]}"
+                 if isinstance(checkpoint, dict) else f"a {type(checkpoint).__name__}")
+        raise CheckpointError(f"{str(path)!r} is not a detector checkpoint of this library "
+                              f"(expected format {CHECKPOINT_FORMAT!r}; found {found}); save one "
+                              "with detector.save(path)")
+    missing = sorted(_CHECKPOINT_KEYS - set(checkpoint))
+    if missing or checkpoint["detector"] not in REGISTRY:
+        raise CheckpointError(f"{str(path)!r}: detector {checkpoint.get('detector')!r}"
+                              f"{', missing ' + str(missing) if missing else ''}; known detectors: "
+                              f"{sorted(REGISTRY)}")
     detector = make(checkpoint["detector"], device=device, seed=checkpoint["seed"],
                     progress=progress, **checkpoint["settings"])
     detector.image_shape = tuple(checkpoint["image_shape"])
     detector.value_range = checkpoint["value_range"]
     detector._build()
-    detector._load_state(checkpoint["state"])
+    try:
+        detector._load_state(checkpoint["state"])
+    except (KeyError, RuntimeError) as error:
+        raise CheckpointError(f"{str(path)!r}: its weights do not fit a {checkpoint['detector']} "
+                              f"detector with these settings ({str(error)[:160]})") from None
     return detector
