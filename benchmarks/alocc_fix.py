@@ -84,6 +84,25 @@ def run_digit(dataset, normal_class, variant, data_dir) -> list[dict]:
     return rows
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """Per-digit test AUROC (%) of D(R(x)) for each candidate, with the means the rule reads."""
+    classes = sorted({row["class"] for row in rows})
+    lines = ["| candidate | " + " | ".join(f'"{c}"' for c in classes)
+             + " | mean test | mean selection | mean test R error |",
+             "| --- | " + " | ".join("---:" for _ in classes) + " | ---: | ---: | ---: |"]
+    by_candidate: dict = {}
+    for row in rows:
+        by_candidate.setdefault(row["candidate"], {})[row["class"]] = row
+    for name, per_class in by_candidate.items():
+        cells = [f"{100 * per_class[c]['test']['D(R(x))']:.1f}" for c in classes]
+        means = [100 * np.mean([r[part][score] for r in per_class.values()])
+                 for part, score in (("test", "D(R(x))"), ("selection", "D(R(x))"),
+                                     ("test", "R error"))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " | "
+                     + " | ".join(f"{m:.2f}" for m in means) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="mnist")
@@ -91,7 +110,12 @@ def main():
     parser.add_argument("--variants", nargs="+", default=list(PHASE_ONE), choices=list(PHASE_ONE))
     parser.add_argument("--data-dir", default="chapters/data")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--table", action="store_true",
+                        help="print the per-digit table of the runs in --out and stop")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return
     torch.set_num_threads(1)
     rows = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else []
     done = {(r["class"], r["candidate"]) for r in rows}

@@ -28,8 +28,9 @@ CHEAPER_WITHIN_POINTS = 2.0
 DOES_NOT_DETECT_BELOW = 60.0
 #: Where each benchmark model is built, for the page's links.
 MODEL_CHAPTERS = {"dense_ae": "02_dense_autoencoder", "conv_ae": "03_conv_autoencoder",
-                  "alocc": "05_alocc", "ano_unet": "06_ano_unet", "fnet_distance": "06_ano_unet",
-                  "fnet_oe": "06_ano_unet", "restoration_ae": "08_restoration_autoencoder"}
+                  "alocc": "05_alocc", "alocc_fixed": "05_alocc", "ano_unet": "06_ano_unet",
+                  "fnet_distance": "06_ano_unet", "fnet_oe": "06_ano_unet",
+                  "restoration_ae": "08_restoration_autoencoder"}
 
 
 class ResultsNotFoundError(CompanionError, FileNotFoundError):

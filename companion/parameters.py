@@ -15,9 +15,9 @@ from typing import Callable
 from .data import check_classes, dataset_info, wants_download
 from .engine import resolve_device
 from .errors import ConfigError
+from .settings import (flag, fraction, integer, non_negative_int, non_negative_number, one_of,
+                       optional_positive_int, positive_int, positive_number)
 from .surfaces import TEXTURES
-from .settings import (flag, fraction, integer, non_negative_number, one_of, optional_positive_int,
-                       positive_int, positive_number)
 
 #: DATASET values that are no torchvision dataset: chapter 10's surfaces.
 SURFACE_DATASETS = ("textures", "folder")
@@ -57,9 +57,10 @@ def _path(value, name, _=None):
 
 
 def _results_file(value, name, _=None):
-    """The benchmark's CSV file; it may be missing (Colab has no clone): chapters say so."""
+    """A committed results file (CSV or JSON); it may be missing (Colab has no clone): chapters
+    say so."""
     if isinstance(value, bool) or not isinstance(value, (str, Path)) or Path(value).is_dir() \
-            or not str(value).endswith(".csv"):
+            or Path(value).suffix not in (".csv", ".json"):
         raise ConfigError(f"{name}={value!r}; point it at the committed benchmark results, "
                           "'../benchmarks/results/one_class.csv'")
     return Path(value)
@@ -158,7 +159,10 @@ PARAMETERS: dict[str, Callable] = {
     "DOWNLOAD": _download,
     "PROGRESS": _rule(flag, True),
     **{name: _path for name in ("DATA_DIR", "RESULTS_DIR", "CHECKPOINT_DIR")},
-    "BENCHMARK_RESULTS": _results_file,
+    "BENCHMARK_RESULTS": _results_file, "FIX_RESULTS": _results_file,
+    "R_LATENT_DIM": _optional(positive_int),
+    "D_INPUT": one_of(("reconstruction", "pair")),
+    "PHASE_TWO_EPOCHS": _rule(non_negative_int, 1),
     "FOLDER": _optional(_existing_folder),
     "CATEGORY": _label,
     "DEMO_CLASS": _range(0, 9, 3),
@@ -167,7 +171,8 @@ PARAMETERS: dict[str, Callable] = {
 #: Class-list parameters and the parameter naming the dataset they index (a fixed name is the
 #: dataset itself): chapter 02's and 03's Fashion-MNIST sections always use fashion-mnist.
 CLASS_LISTS = {"NORMAL_CLASSES": "DATASET", "ANOMALY_CLASSES": "DATASET",
-               "WEAK_CLASSES": "DATASET", "FASHION_NORMAL_CLASSES": "fashion-mnist",
+               "WEAK_CLASSES": "DATASET", "FIX_NORMAL_CLASSES": "DATASET",
+               "FASHION_NORMAL_CLASSES": "fashion-mnist",
                "FASHION_ANOMALY_CLASSES": "fashion-mnist"}
 #: Class lists that may be None: every class that is not normal is an anomaly.
 OPTIONAL_CLASS_LISTS = ("ANOMALY_CLASSES", "FASHION_ANOMALY_CLASSES")

@@ -3,10 +3,11 @@
 from .published import PUBLISHED, PUBLISHED_MEANS, SOURCES
 from .results import (COLUMNS, append_row, class_table, headline_summary, markdown_summary,
                       mean_by_score, mean_over_classes, outlier_share_f1, read_rows, run_key,
-                      score_table, summarise)
+                      score_table, summarise, summarise_candidates)
 from .runner import MODELS, BenchmarkModel, planned_runs, run_benchmark, run_one
 
 __all__ = ["COLUMNS", "MODELS", "PUBLISHED", "PUBLISHED_MEANS", "BenchmarkModel", "append_row",
            "class_table", "headline_summary", "markdown_summary", "mean_by_score",
            "mean_over_classes", "outlier_share_f1", "planned_runs", "read_rows", "run_benchmark",
-           "run_key", "run_one", "score_table", "SOURCES", "summarise"]
+           "run_key", "run_one", "score_table", "SOURCES", "summarise",
+           "summarise_candidates"]

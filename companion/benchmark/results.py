@@ -291,3 +291,18 @@ def versus_published(rows, headlines: dict, dataset: str, published, runs_per_gr
     above = [c for c, (mean, _, _) in per_model[best].items() if 100 * mean > published[c]]
     return (best, 100 * mean_over_classes(per_model[best]), above,
             [c for c in per_model[best] if c not in above])
+
+
+def summarise_candidates(trials: list[dict]) -> dict:
+    """Mean AUROCs of each candidate of a pre-registered choice (``benchmarks/alocc_fix.py``'s
+    rows: one per candidate and class, with ``selection`` and ``test`` AUROCs per score);
+    chapter 05. Returns ``{candidate: {"selection D(R(x))", "test D(R(x))", "test R error"}}``.
+    """
+    columns = {"selection D(R(x))": ("selection", "D(R(x))"), "test D(R(x))": ("test", "D(R(x))"),
+               "test R error": ("test", "R error")}
+    by_candidate: dict = {}
+    for row in trials:
+        by_candidate.setdefault(row["candidate"], []).append(row)
+    return {name: {column: float(np.mean([row[part][score] for row in rows]))
+                   for column, (part, score) in columns.items()}
+            for name, rows in by_candidate.items()}
