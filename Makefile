@@ -61,7 +61,7 @@ BENCHMARK := $(PY) -m companion.benchmark --out benchmarks/results/one_class.csv
 	--datasets mnist fashion-mnist --no-progress
 benchmark: setup
 	$(BENCHMARK) --models dense_ae conv_ae restoration_ae vae
-	$(BENCHMARK) --models alocc ano_unet fnet_distance fnet_oe
+	$(BENCHMARK) --models alocc alocc_fixed ano_unet fnet_distance fnet_oe
 
 clean:
 	rm -rf _build chapters/data chapters/results chapters/checkpoints

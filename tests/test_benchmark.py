@@ -364,3 +364,16 @@ def test_every_published_figure_names_its_reference_and_has_ten_classes():
     for table in PUBLISHED.values():
         for name, values in table.items():
             assert len(values) == 10 and all(0 < v <= 100 for v in values), name
+
+
+def test_summarise_candidates_means_each_candidates_rows():
+    from companion.benchmark import summarise_candidates
+
+    def row(candidate, c, selection, test, r_error):
+        return {"candidate": candidate, "class": c, "selection": {"D(R(x))": selection},
+                "test": {"D(R(x))": test, "R error": r_error}}
+    trials = [row("a", 0, 0.6, 0.5, 0.9), row("a", 1, 0.8, 0.7, 0.7), row("b", 0, 0.4, 0.9, 0.8)]
+    means = summarise_candidates(trials)
+    assert means["a"] == pytest.approx({"selection D(R(x))": 0.7, "test D(R(x))": 0.6,
+                                        "test R error": 0.8})
+    assert means["b"]["selection D(R(x))"] == pytest.approx(0.4) and list(means) == ["a", "b"]
