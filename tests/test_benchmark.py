@@ -377,3 +377,43 @@ def test_summarise_candidates_means_each_candidates_rows():
     assert means["a"] == pytest.approx({"selection D(R(x))": 0.7, "test D(R(x))": 0.6,
                                         "test R error": 0.8})
     assert means["b"]["selection D(R(x))"] == pytest.approx(0.4) and list(means) == ["a", "b"]
+
+
+def test_a_row_stays_done_when_its_detector_gains_a_setting():
+    from companion.benchmark import done_key
+    planned = planned_runs(["restoration_ae"], ["mnist"], [3], [0])[0]
+    old = json.loads(planned["settings"])
+    for later in ("architecture", "loss", "erasures", "normalise"):  # added after the rows
+        old.pop(later)
+    row = {**planned, "settings": json.dumps(old, sort_keys=True)}
+    assert run_key(row) != run_key(planned) and done_key(row) == run_key(planned)
+    changed = {**row, "settings": json.dumps({**old, "epochs": 7}, sort_keys=True)}
+    assert done_key(changed) != run_key(planned), "a setting that differs is another run"
+
+
+def test_restoration_record_rule_adopts_what_beats_the_baseline_then_combines():
+    from companion.benchmark import choose_restoration_record
+    candidates = {"baseline": {}, "U-Net": {"architecture": "unet"}, "L1": {"loss": "l1"},
+                  "turns + mirror": {"erasures": "turns+mirror"},
+                  "turns + patches": {"erasures": "turns+patches"}}
+    selection = {"baseline": (0.90, 0.91), "U-Net": (0.89, 0.90), "L1": (0.92, 0.93),
+                 "turns + mirror": (0.93, 0.94), "turns + patches": (0.92, 0.95)}
+
+    def rows(name, plain, normalised):
+        return [{"candidate": name, "class": c,
+                 "selection": {"plain": plain + d, "normalised": normalised + d}}
+                for c, d in ((0, -0.01), (2, 0.01))]
+    trials = [r for name, (p, n) in selection.items() for r in rows(name, p, n)]
+    assert choose_restoration_record(trials[:-1], candidates)["chosen"] is None, "incomplete"
+    decision = choose_restoration_record(trials, candidates)
+    # normalised means: baseline .91, U-Net .90 (out), L1 .93, mirror .94, patches .95 (better)
+    assert decision["normalise"] is True
+    assert decision["adopted"] == ["L1", "turns + patches"]
+    assert decision["combination"] == {"loss": "l1", "erasures": "turns+patches"}
+    assert decision["chosen"] is None, "the combination has not run yet"
+    decision = choose_restoration_record(trials + rows("combination", 0.9, 0.94), candidates)
+    assert decision["chosen"] == "turns + patches"
+    assert decision["settings"] == {"erasures": "turns+patches", "normalise": True}
+    decision = choose_restoration_record(trials + rows("combination", 0.9, 0.97), candidates)
+    assert decision["chosen"] == "combination"
+    assert decision["settings"] == {"loss": "l1", "erasures": "turns+patches", "normalise": True}

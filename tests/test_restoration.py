@@ -10,8 +10,10 @@ from companion import detectors
 from companion.detectors import RestorationAEDetector
 from companion.detectors.restoration import score_with_erasures
 from companion.errors import ConfigError
-from companion.models.restoration import (QUARTER_TURNS, check_square, restoration_errors,
-                                          restoration_loss, restorations, rotate)
+from companion.models.restoration import (ERASURE_SETS, QUARTER_TURNS, Erasure,
+                                          RestorationUNet, check_square, erase,
+                                          restoration_errors, restoration_loss, restorations,
+                                          rotate)
 from conftest import labelled_subset
 
 TINY = dict(latent_dim=8, base_channels=4, epochs=2, batch_size=8, device="cpu", progress=False)
@@ -155,3 +157,86 @@ def test_a_fitted_model_detects_anomalies_on_a_small_real_split(tmp_path):
     scores = det.score(split.test)
     assert 0.2 < scores.labels.mean() < 0.8
     assert scores.auroc() > 0.75, scores.aurocs()
+
+
+# -- the record attempt's ingredients (issue 28) ---------------------------------------------
+
+def test_erasures_mirror_turn_and_paint_a_quadrant_grey():
+    x = random_images(3, shape=(1, 6, 6))
+    assert torch.equal(Erasure(1, mirrored=True)(x), torch.rot90(x.flip(-1), 1, dims=(-2, -1)))
+    painted = Erasure(patch=3)(x, fill=0.5)
+    assert torch.all(painted[..., 3:, 3:] == 0.5), "bottom right quadrant grey"
+    assert torch.equal(painted[..., :3, :], x[..., :3, :]) and torch.equal(painted[..., :, :3],
+                                                                           x[..., :, :3])
+    assert [e.name for e in ERASURE_SETS["turns"]] == ["as it is", "90°", "180°", "270°"]
+    mirror = ERASURE_SETS["turns+mirror"]
+    assert len(mirror) == 8 and len({e(x).numpy().tobytes() for e in mirror}) == 8, \
+        "the eight symmetries of a square are eight different images"
+    assert len(ERASURE_SETS["turns+patches"]) == 8
+
+
+def test_erase_applies_each_images_own_erasure_and_the_loss_targets_the_original():
+    x = random_images(9)
+    erasures = ERASURE_SETS["turns+patches"]
+    choice = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 4])
+    erased = erase(x, erasures, choice, fill=0.0)
+    for image, original, j in zip(erased, x, choice.tolist()):
+        assert torch.equal(image, erasures[j](original[None], 0.0)[0])
+    identity = torch.nn.Identity()
+    l1 = restoration_loss(identity, x, torch.Generator().manual_seed(1), erasures, "l1", 0.0)
+    draws = torch.randint(8, (9,), generator=torch.Generator().manual_seed(1))
+    by_hand = (erase(x, erasures, draws) - x).abs().mean()
+    assert l1.item() == pytest.approx(by_hand.item(), rel=1e-6)
+    # chapter 08's defaults: the quarter turns and the squared error, the same draws as before
+    assert restoration_loss(identity, x, torch.Generator().manual_seed(3)).item() == \
+        pytest.approx(((rotate(x, torch.randint(4, (9,), generator=torch.Generator()
+                                                 .manual_seed(3))) - x) ** 2).mean().item())
+
+
+def test_unet_restorer_is_the_conv_ae_plus_a_skip_that_matters():
+    net = RestorationUNet(8, (1, 28, 28), 4)
+    plain = companion.models.ConvAutoencoder(8, (1, 28, 28), 4)
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in plain.parameters())
+    net.plain.load_state_dict(plain.state_dict())
+    x = random_images(4)
+    with torch.no_grad():
+        out = net(x)
+        assert out.shape == x.shape and not torch.allclose(out, plain(x)), "the skip adds"
+        # the 14 x 14 skip: the output responds to the input even with the code cut off
+        net.plain.encoder[-1].weight.zero_()
+        net.plain.encoder[-1].bias.zero_()
+        assert not torch.allclose(net(x), net(random_images(4, seed=5)))
+    with pytest.raises(ConfigError, match="latent_dim=None"):
+        RestorationUNet(None, (1, 28, 28), 4)
+
+
+def test_normalised_headline_divides_each_erasure_by_its_held_out_mean():
+    det = detectors.make("restoration_ae", seed=0, normalise=True, loss="l1",
+                         erasures="turns+mirror", architecture="unet", **TINY)
+    assert det.headline == "normalised restoration l1" == RestorationAEDetector.headline_for(
+        det.settings)
+    train, val = labelled_subset(random_images(16), [0] * 16), labelled_subset(
+        random_images(6, seed=2), [0] * 6)
+    with pytest.raises(ConfigError, match="normalise=True.*val="):
+        det.fit(train)
+    det.fit(train, val=val)
+    val_scores = det.score(val)
+    names = [n for n in val_scores.names if n.startswith("l1")]
+    assert len(names) == 8 and "l1 90°, mirrored" in names
+    per_erasure = np.stack([val_scores[n] for n in names], 1)
+    np.testing.assert_allclose(det.erasure_means.numpy(), per_erasure.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(val_scores["normalised restoration l1"],
+                               (per_erasure / per_erasure.mean(0)).mean(1), rtol=1e-5)
+    assert val_scores["normalised restoration l1"].mean() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_normalisation_means_survive_save_and_load(tmp_path):
+    det = detectors.make("restoration_ae", seed=0, normalise=True, **TINY)
+    det.fit(labelled_subset(random_images(16), [0] * 16),
+            val=labelled_subset(random_images(6, seed=2), [0] * 6))
+    test = labelled_subset(random_images(10, seed=1), [0] * 5 + [1] * 5, anomaly_classes=[1])
+    det.save(tmp_path / "normalised.pt")
+    loaded = detectors.load(tmp_path / "normalised.pt", device="cpu")
+    assert torch.equal(loaded.erasure_means, det.erasure_means)
+    np.testing.assert_array_equal(loaded.score(test)["normalised restoration mse"],
+                                  det.score(test)["normalised restoration mse"])

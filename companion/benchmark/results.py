@@ -306,3 +306,47 @@ def summarise_candidates(trials: list[dict]) -> dict:
     return {name: {column: float(np.mean([row[part][score] for row in rows]))
                    for column, (part, score) in columns.items()}
             for name, rows in by_candidate.items()}
+
+
+def choose_restoration_record(trials: list[dict], candidates: dict) -> dict:
+    """The pre-registered choice of ``benchmarks/results/restoration_record_rule.md`` applied to
+    ``benchmarks/choose_restoration_record.py``'s rows (one per candidate and class, with
+    ``selection`` AUROCs ``plain`` and ``normalised``); chapter 08.
+
+    ``candidates`` maps each single change's name to its settings, ``"baseline"`` to none.
+    Returns the mean selection AUROCs, whether normalisation is adopted, the adopted changes,
+    their ``combination`` (settings, or None with fewer than two) and, once every run the rule
+    needs is in, the ``chosen`` model and its ``settings``.
+    """
+    classes = {row["class"] for row in trials if row["candidate"] == "baseline"}
+
+    def mean(name, kind):
+        values = {row["class"]: row["selection"][kind] for row in trials
+                  if row["candidate"] == name}
+        complete = classes and set(values) == classes
+        return float(np.mean(list(values.values()))) if complete else None
+
+    decision = {"normalise": None, "adopted": [], "combination": None, "means": {},
+                "chosen": None, "settings": None}
+    if any(mean(name, "plain") is None for name in candidates):
+        return decision  # the single changes are not all measured yet
+    kind = "normalised" if mean("baseline", "normalised") > mean("baseline", "plain") else "plain"
+    means = {name: mean(name, kind) for name in candidates}
+    adopted = [name for name in candidates if name != "baseline" and means[name] > means["baseline"]]
+    erasure_sets = [name for name in adopted if "erasures" in candidates[name]]
+    if len(erasure_sets) > 1:  # only the better erasure set can be adopted
+        worse = min(erasure_sets, key=lambda n: means[n])
+        adopted = [name for name in adopted if name != worse]
+    settings = {name: dict(candidates[name]) for name in candidates}
+    if len(adopted) >= 2:
+        combination = {k: v for name in adopted for k, v in candidates[name].items()}
+        decision["combination"] = combination
+        settings["combination"] = combination
+        means["combination"] = mean("combination", kind)
+    decision.update(normalise=kind == "normalised", adopted=adopted, means=means)
+    if any(value is None for value in means.values()):
+        return decision  # the combination is still to run
+    # highest mean; a tie goes to the one with fewer changes
+    chosen = max(means, key=lambda name: (means[name], -len(settings[name])))
+    decision.update(chosen=chosen, settings={**settings[chosen], "normalise": kind == "normalised"})
+    return decision

@@ -79,6 +79,11 @@ class Detector:
         self.value_range: str | None = None
         self.history: History | None = None
 
+    @classmethod
+    def headline_for(cls, settings: dict) -> str:
+        """The headline score a detector with ``settings`` reports (most detectors: always one)."""
+        return cls.headline
+
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
         return f"{type(self).__name__}({settings})"

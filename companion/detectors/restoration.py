@@ -1,12 +1,15 @@
 """The restoration autoencoder of chapter 08: attribute restoration (Ye et al., ARNet).
 
 Chapter 03's convolutional autoencoder, trained not to copy its input but to restore it: each
-training image comes in turned by a random multiple of 90° and the target is the upright image
-(:mod:`companion.models.restoration`). The headline score, fixed before any test image is seen,
-is that training loss per image averaged over the four erasures, ``"restoration mse"``. The
-plain reconstruction error of the upright image (``"mse"``, the erasure k = 0 alone) and each
-turn's error come along for comparison. ``maps`` are |x − restored| averaged over the four
-erasures (the pixels behind the headline score); ``outputs`` restore the upright image.
+training image comes in erased (chapter 08: turned by a random multiple of 90°) and the target
+is the original image (:mod:`companion.models.restoration`). The headline score, fixed before
+any test image is seen, is that training loss per image averaged over the erasures,
+``"restoration mse"`` (``"restoration l1"`` with ``loss="l1"``); with ``normalise=True`` each
+erasure's error is first divided by its mean on the held-out normal images, and the headline is
+``"normalised restoration mse"``. The plain reconstruction error of the image as it is
+(``"mse"``) and each erasure's error come along for comparison. ``maps`` are |x − restored|
+averaged over the erasures (the pixels behind the headline score); ``outputs`` restore the
+image as it is.
 """
 
 from __future__ import annotations
@@ -16,21 +19,25 @@ import torch
 from ..engine import History, in_memory, train_epochs
 from ..errors import ConfigError
 from ..models import ConvAutoencoder
-from ..models.restoration import (QUARTER_TURNS, check_square, restoration_errors,
-                                  restoration_loss, restorations)
+from ..models.restoration import (ERASURE_SETS, ERRORS, RestorationUNet, check_square,
+                                  restoration_errors, restoration_loss, restorations)
 from ..scores import Scores
-from ..settings import Setting, optional_positive_int, positive_int, positive_number
+from ..settings import (Setting, flag, one_of, optional_positive_int, positive_int,
+                        positive_number)
 from .autoencoder import AutoencoderDetector
 from .base import in_batches
 
-#: Score names: the headline, then the error of each erasure alone (k = 0 is the plain "mse").
-TURN_SCORES = {0: "mse", 1: "mse 90°", 2: "mse 180°", 3: "mse 270°"}
+#: The grey an erased quadrant is painted: the middle of the value range.
+MID_GREY = {"[-1, 1]": 0.0, "[0, 1]": 0.5}
+ARCHITECTURES = {"conv": ConvAutoencoder, "unet": RestorationUNet}
 
 
 class RestorationAEDetector(AutoencoderDetector):
-    """A conv AE trained to turn randomly rotated images upright; chapter 08.
+    """A conv AE trained to restore erased images (chapter 08: turn them upright).
 
-    With validation images the epoch of the lowest validation ``restoration mse`` is kept.
+    With validation images the epoch of the lowest validation restoration error is kept; with
+    ``normalise=True`` the same images give each erasure's mean error, and validation images
+    are required.
     """
 
     name = "restoration_ae"
@@ -39,38 +46,73 @@ class RestorationAEDetector(AutoencoderDetector):
                 "base_channels": Setting(32, positive_int, 32),
                 "epochs": Setting(40, positive_int, 40),
                 "batch_size": Setting(64, positive_int, 64),
-                "lr": Setting(1e-3, positive_number, 1e-3)}
+                "lr": Setting(1e-3, positive_number, 1e-3),
+                "architecture": Setting("conv", one_of(tuple(ARCHITECTURES)), "unet"),
+                "loss": Setting("mse", one_of(tuple(ERRORS)), "l1"),
+                "erasures": Setting("turns", one_of(tuple(ERASURE_SETS)), "turns+mirror"),
+                "normalise": Setting(False, flag, True)}
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self.headline = self.headline_for(self.settings)
+        self.erasure_means: torch.Tensor | None = None
+
+    @classmethod
+    def headline_for(cls, settings: dict) -> str:
+        error = settings.get("loss", "mse")
+        return ("normalised " if settings.get("normalise") else "") + f"restoration {error}"
 
     def _network(self):
         check_square(self.image_shape)
-        return ConvAutoencoder(self.settings["latent_dim"], self.image_shape,
-                               self.settings["base_channels"], self.value_range)
+        return ARCHITECTURES[self.settings["architecture"]](
+            self.settings["latent_dim"], self.image_shape, self.settings["base_channels"],
+            self.value_range)
 
     def _fit(self, train, val_images, after_epoch=None) -> History:
-        net = self.net
+        if self.settings["normalise"] and val_images is None:
+            raise ConfigError("normalise=True divides each erasure's error by its mean on held-out "
+                              "normal images: call fit(train, val=...) (e.g. one_class_split(..., "
+                              "val_fraction=0.1)), or use normalise=False")
+        net, error = self.net, self.settings["loss"]
+        erasures, fill = ERASURE_SETS[self.settings["erasures"]], MID_GREY[self.value_range]
         optimizer = torch.optim.Adam(net.parameters(), lr=self.settings["lr"])
-        turns = torch.Generator().manual_seed(self.seed)  # the erasures, by the seed alone
+        draws = torch.Generator().manual_seed(self.seed)  # the erasures, by the seed alone
 
         def step(images, *_):
-            loss = restoration_loss(net, images, turns)
+            loss = restoration_loss(net, images, draws, erasures, error, fill)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             return {"loss": loss.item()}
 
-        validate = self._validation(val_images, lambda x: restoration_errors(
-            x, restorations(net, x)).mean(dim=1))
-        return train_epochs(step, self._loader(train, shuffle=True), self.settings["epochs"],
-                            {"net": net}, self.device, validate, after_epoch, self.progress)
+        def per_erasure(x):
+            return restoration_errors(x, restorations(net, x, erasures, fill), error)
+
+        validate = self._validation(val_images, lambda x: per_erasure(x).mean(dim=1))
+        history = train_epochs(step, self._loader(train, shuffle=True), self.settings["epochs"],
+                               {"net": net}, self.device, validate, after_epoch, self.progress)
+        self.erasure_means = None
+        if self.settings["normalise"]:
+            net.eval()
+            self.erasure_means = in_batches(per_erasure, val_images, self.device).mean(dim=0)
+        return history
 
     def _score(self, images, classes, labels) -> Scores:
         return _erasure_scores(self, images, classes, labels)
 
+    def _state(self) -> dict:
+        return {**super()._state(), "erasure_means": self.erasure_means}
+
+    def _load_state(self, state: dict) -> None:
+        super()._load_state(state)
+        self.erasure_means = state.get("erasure_means")
+
 
 def score_with_erasures(detector: AutoencoderDetector, data) -> Scores:
     """Any fitted autoencoder detector scored the restoration way: each erasure of each image
-    of ``data`` through its network, the error to the upright image; headline
-    ``"restoration mse"``. Chapter 08 scores the plain conv AE with it."""
+    of ``data`` through its network, the error to the original image; headline
+    ``"restoration mse"`` (chapter 08's turns unless the detector learned other erasures).
+    Chapter 08 scores the plain conv AE with it."""
     if not isinstance(detector, AutoencoderDetector) or detector.image_shape is None:
         raise ConfigError(f"{detector!r} is not a fitted autoencoder detector; fit a conv_ae or "
                           "restoration_ae first")
@@ -81,17 +123,26 @@ def score_with_erasures(detector: AutoencoderDetector, data) -> Scores:
 
 
 def _erasure_scores(detector, images, classes, labels) -> Scores:
-    net = detector.net
+    net, settings = detector.net, detector.settings
+    error = settings.get("loss", "mse")
+    erasures = ERASURE_SETS[settings.get("erasures", "turns")]
+    fill = MID_GREY[detector.value_range]
     net.eval()
 
     def per_image(chunk):
-        restored = restorations(net, chunk)
-        return {"errors": restoration_errors(chunk, restored),
+        restored = restorations(net, chunk, erasures, fill)
+        return {"errors": restoration_errors(chunk, restored, error),
                 "maps": (restored - chunk).abs().sum(dim=2).mean(dim=0), "upright": restored[0]}
 
     columns = in_batches(per_image, images, detector.device)
     errors = columns["errors"]
-    values = {RestorationAEDetector.headline: errors.mean(dim=1).numpy(),
-              **{TURN_SCORES[k]: errors[:, k].numpy() for k in QUARTER_TURNS}}
-    return Scores(values, RestorationAEDetector.headline, labels, classes, detector.value_range,
+    values = {f"restoration {error}": errors.mean(dim=1).numpy(),
+              **{error if erasure.name == "as it is" else f"{error} {erasure.name}":
+                 errors[:, j].numpy() for j, erasure in enumerate(erasures)}}
+    means = getattr(detector, "erasure_means", None)
+    if means is not None:
+        values[f"normalised restoration {error}"] = (errors / means).mean(dim=1).numpy()
+    headline = (detector.headline if isinstance(detector, RestorationAEDetector)
+                else f"restoration {error}")
+    return Scores(values, headline, labels, classes, detector.value_range,
                   maps=columns["maps"].numpy(), inputs=images, outputs=columns["upright"])
