@@ -25,17 +25,14 @@ import torch
 
 import companion
 from companion import ClassSubset, detectors
-from companion.benchmark.results import choose_restoration_record
+from companion.benchmark.results import (RESTORATION_CANDIDATES as CANDIDATES,
+                                        choose_restoration_record, restoration_ablation)
 from companion.files import atomic_path
-from companion.metrics import detection_metrics
+from companion.metrics import detection_metrics, format_table
 
 OTHER_CLASS_IMAGES = 1500
 CLASSES = (0, 2, 4, 6, 8)
 BASELINE = {"latent_dim": 32, "base_channels": 32, "epochs": 20, "batch_size": 64, "lr": 1e-3}
-#: Each candidate is the baseline with one change.
-CANDIDATES = {"baseline": {}, "U-Net": {"architecture": "unet"}, "L1": {"loss": "l1"},
-              "turns + mirror": {"erasures": "turns+mirror"},
-              "turns + patches": {"erasures": "turns+patches"}}
 
 
 def run(dataset, normal_class, changes, data_dir) -> dict:
@@ -64,22 +61,6 @@ def run(dataset, normal_class, changes, data_dir) -> dict:
             "test_by_erasure": {n: a for n, a in test.aurocs().items() if n not in names.values()}}
 
 
-def table(rows) -> str:
-    lines = ["| candidate | normalised | " + " | ".join(f"{c}" for c in CLASSES)
-             + " | mean test | mean selection |",
-             "| --- | --- | " + " | ".join("---:" for _ in CLASSES) + " | ---: | ---: |"]
-    for name in dict.fromkeys(r["candidate"] for r in rows):
-        per_class = {r["class"]: r for r in rows if r["candidate"] == name}
-        for kind in ("plain", "normalised"):
-            cells = [f"{100 * per_class[c]['test'][kind]:.1f}" if c in per_class else "–"
-                     for c in CLASSES]
-            test = 100 * np.mean([r["test"][kind] for r in per_class.values()])
-            sel = 100 * np.mean([r["selection"][kind] for r in per_class.values()])
-            lines.append(f"| {name} | {'yes' if kind == 'normalised' else 'no'} | "
-                         + " | ".join(cells) + f" | {test:.2f} | {sel:.2f} |")
-    return "\n".join(lines)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset")
@@ -90,7 +71,9 @@ def main():
     path = Path(args.out)
     rows = json.loads(path.read_text()) if path.exists() else []
     if args.table:
-        print(table(rows))
+        table = restoration_ablation(rows)
+        print(format_table(table, [*CLASSES, "test", "selection"], "candidate",
+                           width=10, number_format=".2f"))
         print(json.dumps(choose_restoration_record(rows, CANDIDATES), indent=1))
         return
     torch.set_num_threads(1)

@@ -1,14 +1,16 @@
 """The one-class benchmark of chapter 09: the runner, its CSV record, the published tables."""
 
 from .published import PUBLISHED, PUBLISHED_MEANS, SOURCES
-from .results import (COLUMNS, append_row, choose_restoration_record, class_table,
-                      headline_summary, markdown_summary,
-                      mean_by_score, mean_over_classes, outlier_share_f1, read_rows, run_key,
-                      score_table, summarise, summarise_candidates)
+from .results import (COLUMNS, RESTORATION_CANDIDATES, append_row, choose_restoration_record, class_table,
+                      headline_summary, markdown_summary, mean_by_score, mean_over_classes,
+                      outlier_share_f1, read_rows, restoration_ablation, run_key, score_table,
+                      summarise, summarise_candidates)
 from .runner import MODELS, BenchmarkModel, done_key, planned_runs, run_benchmark, run_one
 
-__all__ = ["COLUMNS", "MODELS", "PUBLISHED", "PUBLISHED_MEANS", "BenchmarkModel", "append_row",
-           "choose_restoration_record", "class_table", "done_key", "headline_summary", "markdown_summary", "mean_by_score",
-           "mean_over_classes", "outlier_share_f1", "planned_runs", "read_rows", "run_benchmark",
-           "run_key", "run_one", "score_table", "SOURCES", "summarise",
+__all__ = ["COLUMNS", "MODELS", "PUBLISHED", "PUBLISHED_MEANS", "BenchmarkModel", "SOURCES",
+           "RESTORATION_CANDIDATES",
+           "append_row", "choose_restoration_record", "class_table", "done_key",
+           "headline_summary", "markdown_summary", "mean_by_score", "mean_over_classes",
+           "outlier_share_f1", "planned_runs", "read_rows", "restoration_ablation",
+           "run_benchmark", "run_key", "run_one", "score_table", "summarise",
            "summarise_candidates"]

@@ -308,7 +308,14 @@ def summarise_candidates(trials: list[dict]) -> dict:
             for name, rows in by_candidate.items()}
 
 
-def choose_restoration_record(trials: list[dict], candidates: dict) -> dict:
+#: The candidates of ``benchmarks/results/restoration_record_rule.md``: the baseline (chapter
+#: 08's restoration AE) and four single changes to it, as detector settings.
+RESTORATION_CANDIDATES = {"baseline": {}, "U-Net": {"architecture": "unet"}, "L1": {"loss": "l1"},
+                          "turns + mirror": {"erasures": "turns+mirror"},
+                          "turns + patches": {"erasures": "turns+patches"}}
+
+
+def choose_restoration_record(trials: list[dict], candidates: dict = RESTORATION_CANDIDATES) -> dict:
     """The pre-registered choice of ``benchmarks/results/restoration_record_rule.md`` applied to
     ``benchmarks/choose_restoration_record.py``'s rows (one per candidate and class, with
     ``selection`` AUROCs ``plain`` and ``normalised``); chapter 08.
@@ -350,3 +357,22 @@ def choose_restoration_record(trials: list[dict], candidates: dict) -> dict:
     chosen = max(means, key=lambda name: (means[name], -len(settings[name])))
     decision.update(chosen=chosen, settings={**settings[chosen], "normalise": kind == "normalised"})
     return decision
+
+
+def restoration_ablation(trials: list[dict]) -> dict:
+    """The ablation of chapter 08: for each candidate of ``benchmarks/choose_restoration_record.py``
+    (rows with ``selection`` and ``test`` AUROCs, ``plain`` and ``normalised``), its test AUROC
+    (%) per class and the means over classes, without and with per-erasure normalisation.
+    Returns ``{"candidate" or "candidate, normalised": {class: %, "test": mean, "selection":
+    mean}}`` for :func:`~companion.metrics.format_table`; the selection means are what the rule
+    reads.
+    """
+    table = {}
+    for name in dict.fromkeys(row["candidate"] for row in trials):
+        rows = [row for row in trials if row["candidate"] == name]
+        for kind, label in (("plain", name), ("normalised", f"{name}, normalised")):
+            table[label] = {**{row["class"]: 100 * row["test"][kind] for row in rows},
+                            "test": 100 * float(np.mean([r["test"][kind] for r in rows])),
+                            "selection": 100 * float(np.mean([r["selection"][kind]
+                                                              for r in rows]))}
+    return table
