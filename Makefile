@@ -53,10 +53,10 @@ test: setup browser
 quick-test: setup
 	$(VENV)/bin/python -m pytest -m "not slow"
 
-# The committed one-class benchmark (chapter 09): 10 classes x 3 seeds of every model on both
+# The committed one-class benchmark (chapter 10): 10 classes x 3 seeds of every model on both
 # datasets, full training splits (benchmarks/README.md has the measured hours). Resumable: an
 # interrupted run loses only the run in progress, and a second call skips what is done. Add
-# `--executor ray` to spread the runs over this machine's cores (chapter 09).
+# `--executor ray` to spread the runs over this machine's cores (chapter 10).
 BENCHMARK := $(PY) -m companion.benchmark --out benchmarks/results/one_class.csv --seeds 0 1 2 \
 	--datasets mnist fashion-mnist --no-progress
 benchmark: setup

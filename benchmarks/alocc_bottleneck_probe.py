@@ -1,6 +1,6 @@
 """ALOCC with a bottleneck in R, on the benchmark's protocol: a probe read on the test split.
 
-Chapter 05 measures why ALOCC fails on the full splits: its R (no bottleneck) reconstructs every
+Chapter 06 measures why ALOCC fails on the full splits: its R (no bottleneck) reconstructs every
 digit about as well as the normal one. This probe gives R the chapter-03 conv autoencoder's
 32-number code (``r_latent_dim=32``), every other setting the benchmark's, and runs it through
 the benchmark's own ``run_one``. Its AUROCs are test-split figures, so it chooses nothing: the

@@ -1,4 +1,4 @@
-"""How ALOCC's three scores evolve epoch by epoch on the benchmark's full splits (chapter 05).
+"""How ALOCC's three scores evolve epoch by epoch on the benchmark's full splits (chapter 06).
 
 A measurement, not a choice: the benchmark's ALOCC run (full training split of one normal class,
 20 % of it held out, the detector's defaults) is trained for ``--epochs`` epochs, and after each

@@ -1,4 +1,4 @@
-"""Ano-Unet throughput: one U-Net at a time against many at once (chapter 06).
+"""Ano-Unet throughput: one U-Net at a time against many at once (chapter 07).
 
 Trains a fresh U-Net on each of the same ``--num-images`` images, first one after another
 (``optimise_one_by_one``, the Ano-Unet article's loop), then batched (``optimise_batched``) in chunks of each

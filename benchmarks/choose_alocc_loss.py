@@ -1,9 +1,9 @@
-"""Choose ALOCC's reconstruction term on held-out normal training images only (chapter 05).
+"""Choose ALOCC's reconstruction term on held-out normal training images only (chapter 06).
 
 The rule, fixed before the run: the paper's per-image sum ‖x − R(x̃)‖² replaces the Chainer article's
 per-pixel mean as ALOCC's default if, on held-out normal training images only, R's
 reconstruction error (mean squared error per pixel, at the kept epoch) is lower with it for each
-of seeds 0, 1, 2 on digit 1 in chapter 05's setting (500 training "1"s drawn at random, 100 of
+of seeds 0, 1, 2 on digit 1 in chapter 06's setting (500 training "1"s drawn at random, 100 of
 them held out, 10 epochs, D without normalisation). Also recorded, label-free: the share of the
 held-out normal images whose D(R(x)) is below 0.5, which the paper's rule keeps as normal. No test
 image is read.

@@ -25,7 +25,7 @@ def show_source(obj):
 
 
 def glue(name: str, text: str):
-    """Name a figure a cell computed, for the chapter's text (chapter 09).
+    """Name a figure a cell computed, for the chapter's text (chapter 10).
 
     The book's build writes it where the Markdown says ``{glue:text}`name` ``, so the prose
     quotes the outputs and cannot drift from them. Without myst-nb (Colab, plain Jupyter) this

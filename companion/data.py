@@ -273,7 +273,7 @@ class ClassSubset(Dataset):
     def partition(self, fraction: float, seed: int = 0):
         """Split into two disjoint subsets, the second holding ``fraction`` of the items at random.
 
-        Used to hold out normal training images for validation (chapter 04).
+        Used to hold out normal training images for validation (chapter 05).
         """
         if not 0 < fraction < 1:
             raise ConfigError(f"VAL_FRACTION={fraction!r}; use a number between 0 and 1, e.g. 0.2")
@@ -282,7 +282,7 @@ class ClassSubset(Dataset):
         return self._select(order[:cut]), self._select(order[cut:])
 
     def sample(self, size: int, seed: int = 0):
-        """``size`` items chosen at random (all of them if there are fewer); chapter 09."""
+        """``size`` items chosen at random (all of them if there are fewer); chapter 10."""
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         return self._select(order[:size])
 
@@ -366,7 +366,7 @@ def one_class_split(dataset: str, normal_classes, anomaly_classes=None, data_dir
     :func:`image_transform` in ``value_range``, which the split and its subsets remember.
     ``train_size`` keeps that many of the normal training images, drawn at random by ``seed``
     (``None``: all of them), so a chapter fits its CPU budget and says how many it uses.
-    ``val_fraction`` > 0 then holds that share of them out as ``split.val`` (chapter 04).
+    ``val_fraction`` > 0 then holds that share of them out as ``split.val`` (chapter 05).
     """
     if train_size is not None:
         positive_int(train_size, "TRAIN_SIZE", 500)

@@ -130,7 +130,7 @@ def train_epochs(step: Callable[..., dict], loader, num_epochs: int, modules: di
     steps and in evaluation mode after each epoch. With ``validate`` (the loss on held-out
     *normal* images, lower is better) the weights of the best epoch are kept: a stopping rule
     that needs no anomaly labels. With ``stop_below`` as well, training ends after the first
-    epoch whose ``val_loss`` is below it, and that epoch is kept (ALOCC's rule, chapter 05).
+    epoch whose ``val_loss`` is below it, and that epoch is kept (ALOCC's rule, chapter 06).
     ``after_epoch(epoch)`` may log more figures (test metrics for a plot, say); it never chooses
     anything.
     """
@@ -179,7 +179,7 @@ def train_epochs(step: Callable[..., dict], loader, num_epochs: int, modules: di
 
 
 def kept_epoch(val_losses, stop_below: float | None = None) -> int:
-    """The epoch :func:`train_epochs` keeps for these held-out losses (1-based); chapter 05.
+    """The epoch :func:`train_epochs` keeps for these held-out losses (1-based); chapter 06.
 
     The first epoch under ``stop_below``, else the lowest. For reading a log that ran every
     epoch (``benchmarks/alocc_dynamics.py``) as if the rule had stopped it.

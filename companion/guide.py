@@ -1,7 +1,7 @@
 """The book's page "Which detector should I use?", written from the measured results.
 
 ``python -m companion.guide [--out PAGE] [--benchmark CSV] [--results DIR]`` reads the one-class
-benchmark's CSV (chapter 09) and the results files of chapters 07 and 10, and writes a short
+benchmark's CSV (chapter 10) and the results files of chapters 08 and 11, and writes a short
 MyST page: one table per question and a recommendation per situation, each chosen from the
 numbers by the fixed rules below and stated with the figure that supports it. No figure on the
 page is typed by hand; a test checks that the committed page is what this module writes now.
@@ -21,16 +21,17 @@ from .errors import CompanionError
 from .files import atomic_path
 
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
-DIGITS_CHAPTER, SURFACES_CHAPTER = "07_where_is_the_anomaly", "10_inspecting_surfaces"
+DIGITS_CHAPTER, SURFACES_CHAPTER = "08_where_is_the_anomaly", "11_inspecting_surfaces"
 #: A cheaper model is worth naming when it loses at most this many AUROC points on every dataset.
 CHEAPER_WITHIN_POINTS = 2.0
 #: A headline score below this mean AUROC (%) on every dataset is called one that does not detect.
 DOES_NOT_DETECT_BELOW = 60.0
 #: Where each benchmark model is built, for the page's links.
 MODEL_CHAPTERS = {"dense_ae": "02_dense_autoencoder", "conv_ae": "03_conv_autoencoder",
-                  "alocc": "05_alocc", "alocc_fixed": "05_alocc", "ano_unet": "06_ano_unet",
-                  "fnet_distance": "06_ano_unet", "fnet_oe": "06_ano_unet",
-                  "restoration_ae": "08_restoration_autoencoder"}
+                  "alocc": "06_alocc", "alocc_fixed": "06_alocc", "ano_unet": "07_ano_unet",
+                  "fnet_distance": "07_ano_unet", "fnet_oe": "07_ano_unet",
+                  "restoration_ae": "09_restoration_autoencoder",
+                  "vae": "04_variational_autoencoder"}
 
 
 class ResultsNotFoundError(CompanionError, FileNotFoundError):
@@ -52,7 +53,7 @@ def read_benchmark(path) -> list[dict]:
     rows = read_rows(path)
     if not rows:
         raise ResultsNotFoundError(f"{path} is missing or holds no runs: run `make benchmark` "
-                                   "(chapter 09) to make it")
+                                   "(chapter 10) to make it")
     return rows
 
 
@@ -138,7 +139,7 @@ def image_recommendations(table: dict, rows) -> list[str]:
                          default=None)
             text = (f"**A score that does not detect:** do not use {model}'s `{headline}` alone: "
                     + " and ".join(f"{cells[d]:.2f} %" for d in DATASETS)
-                    + f" mean AUROC, near chance (50 %; see {_doc(MODEL_CHAPTERS.get(model, '09_one_class_benchmark'))}).")
+                    + f" mean AUROC, near chance (50 %; see {_doc(MODEL_CHAPTERS.get(model, '10_one_class_benchmark'))}).")
             if better is not None:
                 text += (f" The same networks ranked by `{better}` reach "
                          + " and ".join(f"{100 * by_score[model][d][better]:.2f} %" for d in DATASETS)
@@ -160,7 +161,7 @@ def _localisation_advice(question: str, metrics: dict, where: str) -> str:
 
 
 def detector_page(rows, digits: dict, surfaces: dict, benchmark_csv, results_dir) -> str:
-    """The page's MyST text from the benchmark rows and chapters 07 and 10's results."""
+    """The page's MyST text from the benchmark rows and chapters 08 and 11's results."""
     table = image_level(rows)
     digit_metrics, surface_metrics = _localisation(digits), _localisation(surfaces)
     results_dir = Path(results_dir).as_posix()
@@ -170,7 +171,7 @@ def detector_page(rows, digits: dict, surfaces: dict, benchmark_csv, results_dir
         "# Which detector should I use?", "",
         f"Every figure below is computed by `companion.guide` from measured results: "
         f"`{Path(benchmark_csv).as_posix()}` ({len(rows)} benchmark runs, "
-        f"{_doc('09_one_class_benchmark')}), `{results_dir}/{DIGITS_CHAPTER}.json` and "
+        f"{_doc('10_one_class_benchmark')}), `{results_dir}/{DIGITS_CHAPTER}.json` and "
         f"`{results_dir}/{SURFACES_CHAPTER}.json` (one execution of each chapter at its defaults, "
         f"on {devices}). Rerun `python -m companion.guide` after "
         "any of them changes.", "",
@@ -201,7 +202,7 @@ def detector_page(rows, digits: dict, surfaces: dict, benchmark_csv, results_dir
 
 def write_detector_page(out="book/which_detector.md", benchmark_csv="benchmarks/results/one_class.csv",
                         results_dir="chapters/results") -> Path:
-    """Write the page atomically from the benchmark CSV and chapters 07 and 10's results."""
+    """Write the page atomically from the benchmark CSV and chapters 08 and 11's results."""
     rows = read_benchmark(benchmark_csv)
     digits = read_chapter_results(results_dir, DIGITS_CHAPTER)
     surfaces = read_chapter_results(results_dir, SURFACES_CHAPTER)

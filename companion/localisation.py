@@ -1,6 +1,6 @@
 """Where is the anomaly? Synthetic anomalies with exact masks, and the metrics that judge maps.
 
-Defined in chapter 07. No MNIST-like dataset comes with pixel labels, so the chapter makes its
+Defined in chapter 08. No MNIST-like dataset comes with pixel labels, so the chapter makes its
 own: real normal images, each changed in one known way (a patch of another class pasted in, a
 stroke, a blot, an erased piece), and the mask is by construction the set of pixels that
 changed. An anomaly map is then judged as the MVTec AD protocol and anomalib judge one: pixel
@@ -115,7 +115,7 @@ def _check_images(images) -> None:
 
 def make_anomalies(images: torch.Tensor, kinds, generator: torch.Generator,
                    donors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image changed as ``kinds[i]`` says (``"normal"``: left as it is); chapter 07.
+    """Each image changed as ``kinds[i]`` says (``"normal"``: left as it is); chapter 08.
 
     ``images`` (N, C, H, W) in [0, 1]; ``donors`` are images of another class, a random one of
     them lending each ``"patch"``; every random draw comes from ``generator``, so the same seed
@@ -155,12 +155,12 @@ def make_anomalies(images: torch.Tensor, kinds, generator: torch.Generator,
 
 @dataclass
 class MaskedImages:
-    """Images whose anomalous pixels are known, in the form detectors score; chapter 07.
+    """Images whose anomalous pixels are known, in the form detectors score; chapter 08.
 
     ``images`` (N, C, H, W) in ``value_range``; ``masks`` (N, H, W) bool, the anomalous pixels;
     ``kinds`` the kind of anomaly of each image (``"normal"`` for a normal one), one of
     ``kind_names``, which also gives the order of the tables; ``classes`` a class id per image.
-    Chapter 07 makes them (:func:`synthetic_anomalies`), chapter 10 reads them from a folder.
+    Chapter 08 makes them (:func:`synthetic_anomalies`), chapter 11 reads them from a folder.
     Like a :class:`~companion.data.ClassSubset`, ``tensors()`` gives (images, classes, labels),
     the label 1 for every anomaly, so ``detector.score(images)`` works as on a test set.
     """
@@ -216,7 +216,7 @@ class MaskedImages:
 
 def synthetic_anomalies(split, size: int | None, seed: int = 0, part: str = "test",
                         kinds=KINDS) -> MaskedImages:
-    """``size`` images made from real normal images of ``split`` (None: all of them); chapter 07.
+    """``size`` images made from real normal images of ``split`` (None: all of them); chapter 08.
 
     Half of them (rounded up) are left as they are; the others get one anomaly each, the
     ``kinds`` in turn, in an order shuffled by ``seed``. ``part="test"`` takes the test split's
@@ -228,7 +228,7 @@ def synthetic_anomalies(split, size: int | None, seed: int = 0, part: str = "tes
     kinds = tuple(kinds)
     if not kinds or not set(kinds) <= set(KINDS):
         raise ConfigError(f"KINDS={list(kinds)!r}; use some of {list(KINDS)}")
-    parameter = "TUNING_IMAGES" if part == "val" else "TEST_IMAGES"  # as chapter 07 names them
+    parameter = "TUNING_IMAGES" if part == "val" else "TEST_IMAGES"  # as chapter 08 names them
     optional_positive_int(size, parameter, 128)
     integer(seed, "SEED")
     if split.value_range != "[0, 1]":
@@ -264,7 +264,7 @@ def synthetic_anomalies(split, size: int | None, seed: int = 0, part: str = "tes
 
 
 def localisation_metrics(scores, data: MaskedImages, max_fpr: float = MAX_FPR) -> dict:
-    """Pixel AUROC, PRO area and image AUROC of a detector's maps on ``data``; chapter 07.
+    """Pixel AUROC, PRO area and image AUROC of a detector's maps on ``data``; chapter 08.
 
     ``scores`` is the detector's :class:`~companion.scores.Scores` of ``data``. One entry per
     anomaly kind, each measured on the normal images together with that kind's anomalies, and
@@ -292,14 +292,14 @@ METRIC_NAMES = {"pixel_auroc": "pixel AUROC", "pro": "PRO to 0.3", "image_auroc"
 
 def metrics_table(rows: dict, row_header: str = "") -> str:
     """Rows of :func:`localisation_metrics` values (one kind's, or ``"all"``), a column per
-    metric: e.g. the settings of a grid; chapter 07."""
+    metric: e.g. the settings of a grid; chapter 08."""
     return format_table({name: {METRIC_NAMES[metric]: value for metric, value in cells.items()}
                          for name, cells in rows.items()}, METRIC_NAMES.values(), row_header)
 
 
 def localisation_table(results: dict, metric: str) -> str:
     """One metric of several detectors' :func:`localisation_metrics`: a row per detector, a
-    column per kind; chapter 07."""
+    column per kind; chapter 08."""
     if metric not in METRIC_NAMES:
         raise ConfigError(f"metric={metric!r}; use one of {list(METRIC_NAMES)}")
     kinds = list(next(iter(results.values())))
@@ -309,7 +309,7 @@ def localisation_table(results: dict, metric: str) -> str:
 
 def choose_map(scores, tuning: MaskedImages, maps=("l2", "ssim"), sigmas=(0.0, 2.0, 4.0),
                max_fpr: float = MAX_FPR) -> tuple[tuple[str, float], dict]:
-    """The anomaly map, and its smoothing, with the largest PRO area on ``tuning``; chapter 10.
+    """The anomaly map, and its smoothing, with the largest PRO area on ``tuning``; chapter 11.
 
     ``scores`` are a detector's scores of the tuning images (never of a test image): each map of
     :data:`~companion.scores.MAP_FUNCTIONS` named in ``maps``, smoothed by each of ``sigmas``, is
@@ -323,7 +323,7 @@ def choose_map(scores, tuning: MaskedImages, maps=("l2", "ssim"), sigmas=(0.0, 2
 
 
 def scale_to_normal(maps, normal_maps, quantile: float = 0.99) -> np.ndarray:
-    """``maps`` divided by the ``quantile`` of ``normal_maps``' pixel values; chapter 10.
+    """``maps`` divided by the ``quantile`` of ``normal_maps``' pixel values; chapter 11.
 
     Maps of different models (a squared error, a 1 − SSIM) have no common unit; after this, 1
     is as bright as the brightest 1 % of a model's pixels on normal images, so several models'

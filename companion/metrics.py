@@ -1,7 +1,7 @@
 """Metrics that judge per-image scores, and the tables that summarise them.
 
-Defined in chapter 02; chapter 07 adds the metrics of anomaly maps (pixel AUROC, PRO), chapter
-09 the per-class tables. ROC computations come from scikit-learn, connected regions from SciPy;
+Defined in chapter 02; chapter 08 adds the metrics of anomaly maps (pixel AUROC, PRO), chapter
+10 the per-class tables. ROC computations come from scikit-learn, connected regions from SciPy;
 the anomaly is the positive class and a higher score means more anomalous.
 """
 
@@ -61,7 +61,7 @@ OUTLIER_SHARES = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def outlier_share_mixtures(labels, shares=OUTLIER_SHARES, seed: int = 0) -> dict:
-    """Positions of test mixtures with each share of anomalies; chapter 05.
+    """Positions of test mixtures with each share of anomalies; chapter 06.
 
     Every normal item is in every mixture; ``round(n · s / (1 − s))`` anomalies are drawn at
     random (by ``seed``, without replacement) so that they make up the share ``s``. The ALOCC
@@ -86,7 +86,7 @@ def f1_by_outlier_share(labels, scores, threshold: float, shares=OUTLIER_SHARES,
                         positive: str = "normal") -> dict:
     """F1 of the rule "anomaly if score > threshold" on each :func:`outlier_share_mixtures`.
 
-    Defined in chapter 05. ``positive="normal"``: F1 of the images kept as normal, which is how
+    Defined in chapter 06. ``positive="normal"``: F1 of the images kept as normal, which is how
     the paper's F1 falls as outliers grow; ``"anomaly"``: F1 of the images flagged.
     """
     if positive not in ("normal", "anomaly"):
@@ -115,7 +115,7 @@ def _as_arrays(maps, masks) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pixel_auroc(maps, masks) -> float:
-    """AUROC of the map's values as scores of each pixel being anomalous; chapter 07.
+    """AUROC of the map's values as scores of each pixel being anomalous; chapter 08.
 
     Over every pixel of every image given, the normal images' included, as anomalib computes
     it: a map that lights up normal images is penalised for it, not only for the normal pixels
@@ -142,7 +142,7 @@ def regions(masks) -> tuple[np.ndarray, int]:
 
 
 def pro_curve(maps, masks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The per-region overlap curve: (false-positive rates, PROs, thresholds); chapter 07.
+    """The per-region overlap curve: (false-positive rates, PROs, thresholds); chapter 08.
 
     At a threshold t every pixel whose map value is >= t is called anomalous. The PRO is the
     mean over the connected :func:`regions` of the masks of the share of each region called
@@ -161,7 +161,7 @@ def pro_curve(maps, masks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def pro_area(maps, masks, max_fpr: float = MAX_FPR) -> float:
-    """Area under the PRO curve from FPR 0 to ``max_fpr``, divided by ``max_fpr``; chapter 07.
+    """Area under the PRO curve from FPR 0 to ``max_fpr``, divided by ``max_fpr``; chapter 08.
 
     1 is a perfect map; a map of random numbers has PRO = FPR on average and gets
     ``max_fpr / 2`` (0.15 at 0.3). Between its points the curve is a straight line, so at

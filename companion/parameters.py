@@ -19,7 +19,7 @@ from .settings import (flag, fraction, integer, non_negative_int, non_negative_n
                        optional_positive_int, positive_int, positive_number)
 from .surfaces import TEXTURES
 
-#: DATASET values that are no torchvision dataset: chapter 10's surfaces.
+#: DATASET values that are no torchvision dataset: chapter 11's surfaces.
 SURFACE_DATASETS = ("textures", "folder")
 
 
@@ -99,13 +99,13 @@ def _label(value, name, _=None):
 
 
 def _model(value, name, _=None):
-    from .benchmark import MODELS  # the benchmark imports detectors; only chapter 09 needs it
+    from .benchmark import MODELS  # the benchmark imports detectors; only chapter 10 needs it
 
     return one_of(sorted(MODELS))(value, name)
 
 
 def _pair(value, name, _=None):
-    """Chapter 06's second test: [dataset, normal classes, anomaly classes]."""
+    """Chapter 07's second test: [dataset, normal classes, anomaly classes]."""
     if not isinstance(value, (list, tuple)) or len(value) != 3:
         raise ConfigError(f"{name}={value!r}; use [dataset, normal classes, anomaly classes] "
                           "such as ['mnist', [1], [8]]")
@@ -159,7 +159,7 @@ PARAMETERS: dict[str, Callable] = {
     "DOWNLOAD": _download,
     "PROGRESS": _rule(flag, True),
     **{name: _path for name in ("DATA_DIR", "RESULTS_DIR", "CHECKPOINT_DIR")},
-    "BENCHMARK_RESULTS": _results_file, "FIX_RESULTS": _results_file,
+    "BENCHMARK_RESULTS": _results_file, "FIX_RESULTS": _results_file, "RECORD_DIR": _path,
     "R_LATENT_DIM": _optional(positive_int),
     "D_INPUT": one_of(("reconstruction", "pair")),
     "PHASE_TWO_EPOCHS": _rule(non_negative_int, 1),

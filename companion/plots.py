@@ -118,7 +118,7 @@ def plot_roc(labels, scores_by_name: dict, title: str = "ROC curve"):
 
 
 def plot_precision_recall(labels, scores_by_name: dict, title: str = "Precision-recall curve"):
-    """Precision-recall curves with average precision in the legend; chapter 04."""
+    """Precision-recall curves with average precision in the legend; chapter 05."""
     fig, ax = _plot_curves(labels, scores_by_name,
                            lambda y, s: precision_recall_curve(y, s)[1::-1], "average_precision",
                            "AP")
@@ -129,7 +129,7 @@ def plot_precision_recall(labels, scores_by_name: dict, title: str = "Precision-
 
 def plot_noisy_reconstructions(clean, noisy, reconstructed, captions, title: str,
                                value_range: str = "[0, 1]"):
-    """Rows: clean input, noisy input, reconstruction of the noisy input; chapter 05 (ALOCC)."""
+    """Rows: clean input, noisy input, reconstruction of the noisy input; chapter 06 (ALOCC)."""
     n = len(clean)
     fig, axes = plt.subplots(3, n, figsize=(1.1 * n, 3.8), squeeze=False)
     rows = [("clean x", clean), ("noisy x̃", noisy), ("R(x̃)", reconstructed)]
@@ -151,7 +151,7 @@ def plot_noisy_reconstructions(clean, noisy, reconstructed, captions, title: str
 
 def plot_map_rows(inputs, rows: dict, title: str, value_range: str, captions=None,
                   shared_scale: bool = False):
-    """The inputs in the top row, then one row per entry of ``rows``; chapter 06.
+    """The inputs in the top row, then one row per entry of ``rows``; chapter 07.
 
     ``rows`` maps a row name to images (N, C, H, W), drawn in grey (or colour, with three
     channels), or to anomaly maps
@@ -194,7 +194,7 @@ def plot_map_rows(inputs, rows: dict, title: str, value_range: str, captions=Non
 def plot_training_log(history, curves: dict, title: str, ylabel: str):
     """Logged values per epoch of a :class:`~companion.engine.History`, the kept epoch marked.
 
-    Defined in chapter 05. ``curves`` maps a legend label to a name in ``history.log``; the
+    Defined in chapter 06. ``curves`` maps a legend label to a name in ``history.log``; the
     dashed line is ``history.chosen_epoch``, the epoch whose weights the detector kept.
     """
     fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -207,7 +207,7 @@ def plot_training_log(history, curves: dict, title: str, ylabel: str):
 
 def plot_runs_by_epoch(runs: dict, curves: dict, marks: dict, title: str, ylabel: str,
                        ncols: int = 5):
-    """One small panel per run of values logged per epoch, a marked epoch dashed; chapter 05.
+    """One small panel per run of values logged per epoch, a marked epoch dashed; chapter 06.
 
     ``runs`` maps a panel title to a training log (name -> one value per epoch), ``curves`` a
     legend label to a name in those logs, ``marks`` a panel title to the epoch to mark (where a
@@ -271,7 +271,7 @@ def plot_score_density(scores, groups, group_names, title: str, xlabel: str = "a
 
 
 def plot_class_aurocs(summary: dict, dataset: str, published: dict, title: str):
-    """Per-class AUROC (%) of a benchmark summary's entries for ``dataset``; chapter 09.
+    """Per-class AUROC (%) of a benchmark summary's entries for ``dataset``; chapter 10.
 
     ``summary`` is ``{(name, dataset): {class: (mean, std, seeds)}}`` (``benchmark.summarise``
     or ``headline_summary``): points are means over seeds, bars the sample std. ``published``
@@ -295,7 +295,7 @@ def plot_class_aurocs(summary: dict, dataset: str, published: dict, title: str):
 
 def plot_detector_maps(rows: dict, title: str, class_names=None, per_side: int = 4,
                        shared_scale: bool = False):
-    """The first ``per_side`` normal and anomalous images of detectors' Scores, in rows; chapter 06.
+    """The first ``per_side`` normal and anomalous images of detectors' Scores, in rows; chapter 07.
 
     ``rows`` maps a row name to ``(scores, "maps")`` or ``(scores, "outputs")``: that detector's
     anomaly maps or its outputs (a reconstruction, G(x)) of the same images. Every Scores must
@@ -319,7 +319,7 @@ def plot_threshold_rows(scores, labels, images, thresholds: dict, value_range: s
                         per_side: int = 3):
     """One row per named threshold: its confusion matrix and rates, then the ``per_side`` images
     just below it (kept as normal) and just above it (flagged). Anomalies are framed in red;
-    chapter 04."""
+    chapter 05."""
     scores, labels = np.asarray(scores), np.asarray(labels)
     images = to_display(images, value_range).mean(dim=1)
     order = np.argsort(scores)
@@ -360,7 +360,7 @@ def plot_threshold_rows(scores, labels, images, thresholds: dict, value_range: s
 
 
 def plot_pro_curves(maps_by_name: dict, masks, title: str, max_fpr: float = MAX_FPR):
-    """PRO against false-positive rate up to ``max_fpr``, one curve per map; chapter 07.
+    """PRO against false-positive rate up to ``max_fpr``, one curve per map; chapter 08.
 
     ``maps_by_name`` maps a detector's name to its (N, H, W) maps of the images whose ``masks``
     are given; the legend holds each curve's normalised area (:func:`~companion.metrics.pro_area`).
@@ -381,7 +381,7 @@ def plot_pro_curves(maps_by_name: dict, masks, title: str, max_fpr: float = MAX_
 
 
 def plot_latent_codes(codes, labels, title: str, label_names=("normal", "anomaly")):
-    """Latent codes in two dimensions, coloured by label; chapter 11.
+    """Latent codes in two dimensions, coloured by label; chapter 04.
 
     Codes of more than two dimensions are projected on their first two principal components
     (scikit-learn's PCA, fitted on the normal images' codes, so the axes are the directions in

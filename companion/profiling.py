@@ -1,6 +1,6 @@
-"""Peak memory of a block of code, on the CPU or a GPU; chapter 06.
+"""Peak memory of a block of code, on the CPU or a GPU; chapter 07.
 
-Chapter 06 compares Ano-Unet's one-at-a-time loop with its batched version by speed *and*
+Chapter 07 compares Ano-Unet's one-at-a-time loop with its batched version by speed *and*
 memory, in the same run. On a CUDA device PyTorch counts its own allocations exactly. On the
 CPU it keeps no such count, so :class:`PeakMemory` uses the kernel's high-water mark of the
 process's resident memory: on Linux it resets the mark before the block (``/proc/self/clear_refs``)
@@ -57,7 +57,7 @@ def _max_rss_bytes() -> int | None:
 class PeakMemory:
     """``with PeakMemory(device) as peak: ...``, then ``peak.bytes``: growth of peak memory.
 
-    Defined in chapter 06. On CUDA, the growth of ``torch.cuda.max_memory_allocated`` over what
+    Defined in chapter 07. On CUDA, the growth of ``torch.cuda.max_memory_allocated`` over what
     was allocated before the block: the block's own peak. On the CPU, the highest resident set
     size during the block minus the size before it; this counts everything the process
     allocates, not only tensors. ``bytes`` is None where the CPU figure cannot be read (Windows).
@@ -100,7 +100,7 @@ def _measure(function, args, kwargs, warm_up_args, num_threads):
 def in_fresh_process(function, *args, warm_up_args=None, **kwargs):
     """``function(*args, **kwargs)`` in a new Python process: ``(result, peak memory bytes)``.
 
-    Defined in chapter 06. The process is spawned, so it shares no memory (and no CUDA state)
+    Defined in chapter 07. The process is spawned, so it shares no memory (and no CUDA state)
     with this one, and uses as many CPU threads as this one. ``function`` must be importable
     (a companion function, not one defined in a notebook); arguments and result travel by
     pickle. With ``warm_up_args`` the function first runs once on those (with the same

@@ -1,6 +1,6 @@
 """Per-image anomaly scores: the functions, and the one container every detector returns.
 
-Defined in chapter 02; chapter 04 compares more score functions. Images carry their value
+Defined in chapter 02; chapter 05 compares more score functions. Images carry their value
 range (``"[-1, 1]"`` or ``"[0, 1]"``, see :mod:`companion.data`); a score that needs to know it
 (SSIM) is told, never guesses from the pixels.
 """
@@ -34,7 +34,7 @@ def blurred_max(x: torch.Tensor, reconstruction: torch.Tensor, value_range: str 
                 sigma: float = 1.0) -> torch.Tensor:
     """Maximum of the Gaussian-blurred difference map: one strong local defect, not total ink.
 
-    Defined in chapter 04. The blur makes a single noisy pixel count less than a patch.
+    Defined in chapter 05. The blur makes a single noisy pixel count less than a patch.
     """
     difference = (x - reconstruction).abs().sum(dim=1, keepdim=True)
     kernel = 2 * round(3 * sigma) + 1
@@ -45,7 +45,7 @@ def one_minus_ssim(x: torch.Tensor, reconstruction: torch.Tensor,
                    value_range: str = "[-1, 1]") -> torch.Tensor:
     """1 - SSIM (torchmetrics) between image and reconstruction, so higher = more anomalous.
 
-    Defined in chapter 04. SSIM compares local means, contrasts and structure rather than
+    Defined in chapter 05. SSIM compares local means, contrasts and structure rather than
     pixels one by one. Both images are mapped from ``value_range`` to [0, 1] first.
     """
     similarity = structural_similarity_index_measure(
@@ -56,7 +56,7 @@ def one_minus_ssim(x: torch.Tensor, reconstruction: torch.Tensor,
 
 def ssim_image(x: torch.Tensor, reconstruction: torch.Tensor, value_range: str = "[-1, 1]",
                kernel_size: int = 11) -> torch.Tensor:
-    """SSIM of each pixel's neighbourhood (N, C, H, W), torchmetrics' Gaussian window; chapter 10.
+    """SSIM of each pixel's neighbourhood (N, C, H, W), torchmetrics' Gaussian window; chapter 11.
 
     The local luminance, contrast and structure terms of Wang et al. (2004), the image's own
     size; both images mapped from ``value_range`` to [0, 1] first. Differentiable, so it also
@@ -74,21 +74,21 @@ def l1_map(x, reconstruction, value_range: str = "[-1, 1]") -> torch.Tensor:
 
 
 def l2_map(x, reconstruction, value_range: str = "[-1, 1]") -> torch.Tensor:
-    """(x − x̂)² summed over channels (N, H, W): the per-pixel squared error; chapter 10."""
+    """(x − x̂)² summed over channels (N, H, W): the per-pixel squared error; chapter 11."""
     return ((x - reconstruction) ** 2).sum(dim=1)
 
 
 def ssim_map(x, reconstruction, value_range: str = "[-1, 1]") -> torch.Tensor:
     """1 − local SSIM, averaged over channels (N, H, W): the structural map of Bergmann et al.
-    (2019), which sees texture lost where the squared error sees little; chapter 10."""
+    (2019), which sees texture lost where the squared error sees little; chapter 11."""
     return 1 - ssim_image(x, reconstruction, value_range).mean(dim=1)
 
 
-#: Anomaly maps of a reconstruction, by name; chapter 10 compares them.
+#: Anomaly maps of a reconstruction, by name; chapter 11 compares them.
 MAP_FUNCTIONS = {"l1": l1_map, "l2": l2_map, "ssim": ssim_map}
 
 
-#: The score functions of a reconstruction, by name; chapter 04.
+#: The score functions of a reconstruction, by name; chapter 05.
 SCORE_FUNCTIONS = {"mse": mse, "l1_sum": l1_sum, "blurred_max": blurred_max,
                    "1-ssim": one_minus_ssim}
 
@@ -158,7 +158,7 @@ class Scores:
     def with_map(self, name: str, sigma: float = 0.0) -> "Scores":
         """The same scores with the maps recomputed from inputs and outputs by
         :data:`MAP_FUNCTIONS` ``[name]``, then smoothed by a Gaussian of ``sigma`` pixels
-        (0: not smoothed), as inspection maps usually are; chapter 10."""
+        (0: not smoothed), as inspection maps usually are; chapter 11."""
         if name not in MAP_FUNCTIONS:
             raise ConfigError(f"map={name!r}; use one of {list(MAP_FUNCTIONS)}")
         non_negative_number(sigma, "sigma", 2.0)

@@ -1,6 +1,6 @@
 """Surfaces: image folders in the MVTec-AD layout, and an offline texture set written in it.
 
-Defined in chapter 10. Every inspection dataset, and anomalib, lays a category out as::
+Defined in chapter 11. Every inspection dataset, and anomalib, lays a category out as::
 
     <root>/<category>/train/good/*.png                 normal images to train on
     <root>/<category>/test/good/*.png                  normal test images
@@ -133,7 +133,7 @@ def quantise(images: torch.Tensor) -> torch.Tensor:
 
 def make_defect(image: torch.Tensor, kind: str, generator: torch.Generator,
                 donor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One defect of ``kind`` drawn on ``image`` (C, H, W in [0, 1]); chapter 10.
+    """One defect of ``kind`` drawn on ``image`` (C, H, W in [0, 1]); chapter 11.
 
     Returns ``(changed, mask)``: the image with the defect, rounded to 8 bits as a PNG stores
     it, and the (H, W) bool mask of *exactly* the pixels that differ from the (rounded) image
@@ -163,9 +163,9 @@ def make_defect(image: torch.Tensor, kind: str, generator: torch.Generator,
 def defect_images(images: torch.Tensor, seed: int, donors: torch.Tensor | None = None,
                   kinds=None) -> MaskedImages:
     """Normal ``images`` made into a labelled set with masks: half left as they are, half given
-    one defect each, the ``kinds`` in turn, in an order shuffled by ``seed``; chapter 10.
+    one defect each, the ``kinds`` in turn, in an order shuffled by ``seed``; chapter 11.
 
-    The tuning images of chapter 10: held-out *training* images, so the choice of an anomaly
+    The tuning images of chapter 11: held-out *training* images, so the choice of an anomaly
     map is made without any test image. ``donors`` (images of other surfaces) lend the
     ``"foreign"`` patches; ``kinds=None`` is every kind, less ``"foreign"`` without donors.
     """
@@ -223,7 +223,7 @@ def _save_png(image: torch.Tensor, path: Path) -> None:
 def make_texture_set(data_dir="data", categories=TEXTURES, tile_size: int = 128,
                      train_tiles: int = 200, test_good: int = 40, test_per_kind: int = 8,
                      seed: int = 0, verbose: bool = True) -> Path:
-    """Write the offline surface set in the MVTec-AD layout and return its root; chapter 10.
+    """Write the offline surface set in the MVTec-AD layout and return its root; chapter 11.
 
     Each photograph's top three quarters give the training tiles and its bottom band the test
     tiles, so no test tile shares a pixel with a training tile. ``test_per_kind`` test tiles of
@@ -281,7 +281,7 @@ def make_texture_set(data_dir="data", categories=TEXTURES, tile_size: int = 128,
 
 
 def surface_folder(dataset: str, folder=None, data_dir="data", **texture_settings) -> Path:
-    """The folder chapter 10 reads: ``"textures"`` builds (or reuses) the offline set in
+    """The folder chapter 11 reads: ``"textures"`` builds (or reuses) the offline set in
     ``data_dir`` with :func:`make_texture_set`'s ``texture_settings``; ``"folder"`` is the
     reader's own ``folder``, only read."""
     if dataset == "textures":
@@ -348,7 +348,7 @@ def _load_images(files, channels: int, size: int) -> tuple[torch.Tensor, list[tu
 
 @dataclass
 class SurfaceSplit:
-    """One category of a folder in the MVTec-AD layout, as detectors take it; chapter 10.
+    """One category of a folder in the MVTec-AD layout, as detectors take it; chapter 11.
 
     ``train`` holds the normal training images (a :class:`~companion.data.ClassSubset`, class
     0), ``val`` those held out of training where asked for, ``test`` the test images with their
@@ -386,7 +386,7 @@ def categories(root) -> list[str]:
 
 def load_folder(root, category: str, image_size: int = 64, channels: int | None = None,
                 val_fraction: float = 0.0, seed: int = 0, verbose: bool = True) -> SurfaceSplit:
-    """Read ``root/category`` in the MVTec-AD layout; chapter 10.
+    """Read ``root/category`` in the MVTec-AD layout; chapter 11.
 
     Any image size and 1 or 3 channels (``channels=None``: those of the first training image;
     1 or 3 convert every image). Images and masks are resized to ``image_size`` square, a mask
@@ -455,9 +455,9 @@ def load_folder(root, category: str, image_size: int = 64, channels: int | None 
 
 def reference_categories(root, category: str, image_size: int, channels: int,
                          per_category: int, seed: int = 0) -> ClassSubset | None:
-    """Labelled images for an f-Net (Ano-Unet, chapter 06): the training images of every
+    """Labelled images for an f-Net (Ano-Unet, chapter 07): the training images of every
     category of ``root``, ``category`` included, one class each, ``per_category`` of each at
-    random; None when ``root`` holds no other category to tell it from (chapter 10)."""
+    random; None when ``root`` holds no other category to tell it from (chapter 11)."""
     names = categories(root)
     if len(names) < 2:
         return None

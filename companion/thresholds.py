@@ -1,6 +1,6 @@
 """Turning scores into decisions: thresholds, confusion matrices, decisions at a threshold.
 
-Defined in chapter 04 (scores and thresholds).
+Defined in chapter 05 (scores and thresholds).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Interactive views for Jupyter and Colab (ipywidgets); chapter 04.
+"""Interactive views for Jupyter and Colab (ipywidgets); chapter 05.
 
 A rendered page cannot run a kernel, so each widget's chapter also draws a static figure of the
 same view.

@@ -1,4 +1,4 @@
-"""ALOCC (chapter 05): D's loss by hand, what each score is, and the epoch choice.
+"""ALOCC (chapter 06): D's loss by hand, what each score is, and the epoch choice.
 
 The networks' shapes, one training step, settings and save/load are tested in
 tests/test_alocc_detector.py and, for every detector, tests/test_detectors.py.

@@ -1,4 +1,4 @@
-"""ALOCC (chapter 05): networks, losses, one training step, and the detector's fit/score/save."""
+"""ALOCC (chapter 06): networks, losses, one training step, and the detector's fit/score/save."""
 
 import numpy as np
 import pytest

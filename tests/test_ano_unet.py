@@ -1,4 +1,4 @@
-"""Ano-Unet (chapter 06): the f-Net detector, its centre, and per-image U-Nets batched or one by
+"""Ano-Unet (chapter 07): the f-Net detector, its centre, and per-image U-Nets batched or one by
 one, through the models and through the ``fnet_distance``, ``fnet_oe`` and ``ano_unet``
 detectors."""
 
@@ -320,7 +320,7 @@ def test_public_functions_name_their_chapter(module):
                  if not name.startswith("_") and f.__module__ == module.__name__]
     assert len(functions) >= 2
     for function in functions:
-        assert "chapter 06" in (function.__doc__ or ""), function.__name__
+        assert "chapter 07" in (function.__doc__ or ""), function.__name__
 
 
 def test_peak_memory_sees_a_block_below_the_process_s_earlier_peak():

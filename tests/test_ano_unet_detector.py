@@ -1,4 +1,4 @@
-"""Chapter 06's companion helpers: G(x) = x at the start, reference and tuning sets, map rows."""
+"""Chapter 07's companion helpers: G(x) = x at the start, reference and tuning sets, map rows."""
 
 import numpy as np
 import pytest

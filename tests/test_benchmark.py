@@ -1,4 +1,4 @@
-"""The one-class benchmark runner (chapter 07): real tiny runs, resume, interruption, errors,
+"""The one-class benchmark runner (chapter 08): real tiny runs, resume, interruption, errors,
 and the summaries chapters print from its CSV file."""
 
 import json
@@ -435,3 +435,21 @@ def test_restoration_ablation_gives_each_candidates_classes_and_means_in_percent
                                                "selection": 80.0})
     assert table["baseline, normalised"]["test"] == pytest.approx(72.0)
     assert table["baseline, normalised"]["selection"] == pytest.approx(81.0)
+
+
+def test_restoration_record_rule_runs_a_second_round_when_the_baseline_stays():
+    from companion.benchmark import RESTORATION_CANDIDATES, choose_restoration_record
+
+    def rows(name, value):
+        return [{"candidate": name, "class": c, "selection": {"plain": value, "normalised": value}}
+                for c in (0, 2)]
+    first = [r for name in RESTORATION_CANDIDATES
+             for r in rows(name, 0.90 if name == "baseline" else 0.80)]
+    waiting = choose_restoration_record(first)
+    assert waiting["adopted"] == [] and waiting["chosen"] is None, "round two not run yet"
+    both = first + rows("64 feature maps", 0.93) + rows("3-seed ensemble", 0.92)
+    decision = choose_restoration_record(both)
+    assert decision["round_two"]["chosen"] == decision["chosen"] == "64 feature maps"
+    assert decision["settings"] == {"base_channels": 64, "normalise": False}
+    neither = first + rows("64 feature maps", 0.89) + rows("3-seed ensemble", 0.90)
+    assert choose_restoration_record(neither)["chosen"] == "baseline"

@@ -115,7 +115,7 @@ def test_every_page_reads_offline(built_book, site, browser):
 
 
 def test_widget_chapter_has_its_static_figure(built_book):
-    """Chapter 04's threshold explorer cannot run on a static page: its figure must be there."""
+    """Chapter 05's threshold explorer cannot run on a static page: its figure must be there."""
     page = next((built_book / "chapters").glob("04_*.html")).read_text(encoding="utf-8")
     assert "threshold" in page.lower() and page.count("<img") >= 3
     assert "application/vnd.jupyter.widget-view+json" not in page

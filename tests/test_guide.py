@@ -109,10 +109,10 @@ def test_missing_chapter_results_name_the_chapter_to_execute(tiny_results, tmp_p
     csv, results = tiny_results
     (results / f"{guide.SURFACES_CHAPTER}.json").unlink()
     with pytest.raises(guide.ResultsNotFoundError,
-                       match=r"10_inspecting_surfaces\.json is missing: execute the chapter"):
+                       match=r"11_inspecting_surfaces\.json is missing: execute the chapter"):
         guide.write_detector_page(tmp_path / "page.md", csv, results)
     with pytest.raises(SystemExit) as exit_:
         guide.main(["--out", str(tmp_path / "page.md"), "--benchmark", str(csv),
                     "--results", str(results)])
     assert exit_.value.code == 1
-    assert "companion.execute chapters/10_inspecting_surfaces.ipynb" in capsys.readouterr().err
+    assert "companion.execute chapters/11_inspecting_surfaces.ipynb" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Chapter 07's synthetic anomalies and localisation metrics: masks, seeds, PRO by hand."""
+"""Chapter 08's synthetic anomalies and localisation metrics: masks, seeds, PRO by hand."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The ALOCC paper's F1 protocol: test mixtures with a given share of anomalies (chapter 05)."""
+"""The ALOCC paper's F1 protocol: test mixtures with a given share of anomalies (chapter 06)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The restoration autoencoder (chapter 08): the erasure, the loss, the scores over all
+"""The restoration autoencoder (chapter 09): the erasure, the loss, the scores over all
 erasures, seeding, checkpoints, and detection on a small real split."""
 
 import numpy as np
@@ -187,7 +187,7 @@ def test_erase_applies_each_images_own_erasure_and_the_loss_targets_the_original
     draws = torch.randint(8, (9,), generator=torch.Generator().manual_seed(1))
     by_hand = (erase(x, erasures, draws) - x).abs().mean()
     assert l1.item() == pytest.approx(by_hand.item(), rel=1e-6)
-    # chapter 08's defaults: the quarter turns and the squared error, the same draws as before
+    # chapter 09's defaults: the quarter turns and the squared error, the same draws as before
     assert restoration_loss(identity, x, torch.Generator().manual_seed(3)).item() == \
         pytest.approx(((rotate(x, torch.randint(4, (9,), generator=torch.Generator()
                                                  .manual_seed(3))) - x) ** 2).mean().item())

@@ -1,4 +1,4 @@
-"""Chapter 10's surfaces: the MVTec-AD folder loader, the defect maker, the offline texture set,
+"""Chapter 11's surfaces: the MVTec-AD folder loader, the defect maker, the offline texture set,
 the maps, and every map-painting detector on 3x64x64 images. The chapter itself runs once at its
 defaults (test_chapters.py); here it runs on two generated folders, one colour, one grey."""
 
@@ -17,7 +17,7 @@ from companion.models import SSIMAutoencoder
 from companion.scores import Scores
 from conftest import ROOT
 
-CHAPTER = ROOT / "chapters" / "10_inspecting_surfaces.ipynb"
+CHAPTER = ROOT / "chapters" / "11_inspecting_surfaces.ipynb"
 
 
 def surface(height, width, channels, generator):
@@ -280,7 +280,7 @@ def run_chapter(tmp_path, folder, **parameters):
                     "IMAGE_SIZE": 32, "EPOCHS": 1, "ALOCC_EPOCHS": 1, "FNET_EPOCHS": 1,
                     "STEPS": 2, "DEVICE": "cpu", "PROGRESS": False, "RESULTS_DIR": str(out),
                     "DATA_DIR": str(tmp_path / "data"), **parameters})
-    return json.loads((out / "10_inspecting_surfaces.json").read_text())
+    return json.loads((out / "11_inspecting_surfaces.json").read_text())
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Thresholds, decision reports and the threshold explorer (chapter 04) on hand-made scores
+"""Thresholds, decision reports and the threshold explorer (chapter 05) on hand-made scores
 with known answers."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The variational autoencoder (chapter 11): its ELBO by hand, the reparameterisation's
+"""The variational autoencoder (chapter 04): its ELBO by hand, the reparameterisation's
 gradients, and its four scores on a case whose answer is known."""
 
 import math

@@ -1,4 +1,4 @@
-"""The one-class benchmark of chapter 09: the runner, its CSV record, the published tables."""
+"""The one-class benchmark of chapter 10: the runner, its CSV record, the published tables."""
 
 from .published import PUBLISHED, PUBLISHED_MEANS, SOURCES
 from .results import (COLUMNS, RESTORATION_CANDIDATES, append_row, choose_restoration_record, class_table,

@@ -1,4 +1,4 @@
-"""``python -m companion.benchmark``: the one-class benchmark from the command line; chapter 09.
+"""``python -m companion.benchmark``: the one-class benchmark from the command line; chapter 10.
 
     python -m companion.benchmark --models conv_ae alocc --datasets mnist \\
         --classes 0 1 2 3 4 5 6 7 8 9 --seeds 0 1 2 --out benchmarks/results/one_class.csv

@@ -1,4 +1,4 @@
-"""Where the benchmark's runs execute: one after another here, or as Ray tasks; chapter 09.
+"""Where the benchmark's runs execute: one after another here, or as Ray tasks; chapter 10.
 
 Both executors take the runs still to do and the function that executes one (the runner's
 ``run_one``: passed in, so this module needs nothing from the runner), and hand each finished

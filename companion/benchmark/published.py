@@ -1,4 +1,4 @@
-"""Published one-class AUROC (%) per normal class 0-9, printed beside the book's in chapter 09.
+"""Published one-class AUROC (%) per normal class 0-9, printed beside the book's in chapter 10.
 
 The one place the book keeps the figures it compares against; :data:`SOURCES` names the
 reference of each (its key in ``book/references.bib``; the chapter cites them). The OCGAN, MNIST

@@ -1,6 +1,6 @@
 """The benchmark's one record, a CSV file of runs, and the summaries chapters print from it.
 
-Defined in chapter 09. One row per finished run; the file is rewritten atomically with each new
+Defined in chapter 10. One row per finished run; the file is rewritten atomically with each new
 row, so an interrupted benchmark leaves a whole file behind, and under a lock, so two runners
 appending to one file at once lose nothing. Runs that failed go to a second file beside it
 (:func:`failures_path`), never into the results.
@@ -31,13 +31,13 @@ _JSON_COLUMNS = ("auroc_by_score", "f1_by_outlier_share")
 
 
 def run_key(row: dict) -> tuple:
-    """What makes two runs the same run (settings included); chapter 09."""
+    """What makes two runs the same run (settings included); chapter 10."""
     return (row["model"], row["dataset"], int(row["normal_class"]), int(row["seed"]),
             row["settings"])
 
 
 def read_rows(path) -> list[dict]:
-    """The rows of a benchmark CSV file (none if it does not exist yet); chapter 09."""
+    """The rows of a benchmark CSV file (none if it does not exist yet); chapter 10."""
     path = Path(path)
     if not path.exists():
         return []
@@ -134,7 +134,7 @@ def class_table(summary: dict, dataset: str, published: dict | None = None,
                 published_means: dict | None = None) -> str:
     """Per-class AUROC (%) of every model of ``dataset``: mean ± std over seeds, and the mean
     over classes; ``published`` rows (name -> ten values in %) go underneath, then
-    ``published_means`` (name -> the paper's mean in %, no per-class cells); chapter 09."""
+    ``published_means`` (name -> the paper's mean in %, no per-class cells); chapter 10."""
     rows = {}
     for (model, d), per_class in summary.items():
         if d == dataset:
@@ -157,7 +157,7 @@ def mean_over_classes(per_class: dict) -> float:
 def headline_summary(rows, headlines: dict) -> dict:
     """:func:`summarise` under each model's headline score, for :func:`class_table` and the
     figures; keys are ``("model: score", dataset)``, ``headlines`` maps a model to its headline
-    (``MODELS[m].defaults()["score"]``); chapter 09."""
+    (``MODELS[m].defaults()["score"]``); chapter 10."""
     summary = {}
     for model in dict.fromkeys(row["model"] for row in rows):
         model_rows = [row for row in rows if row["model"] == model]
@@ -167,7 +167,7 @@ def headline_summary(rows, headlines: dict) -> dict:
 
 
 def outlier_share_f1(rows, model: str, dataset: str, score: str) -> dict:
-    """F1 at each outlier share, mean over classes of the mean over seeds; chapter 05.
+    """F1 at each outlier share, mean over classes of the mean over seeds; chapter 06.
 
     Returns ``{share: mean F1}`` (shares as the rows store them, "0.1", ...), empty if no row
     of ``(model, dataset)`` recorded ``score``.
@@ -184,7 +184,7 @@ def outlier_share_f1(rows, model: str, dataset: str, score: str) -> dict:
 def mean_by_score(rows) -> dict:
     """Mean over classes of every score the rows recorded: ``{model: {dataset: {score: mean}}}``.
 
-    The score lever of chapter 09: the same trained networks, ranked by each of their scores.
+    The score lever of chapter 10: the same trained networks, ranked by each of their scores.
     """
     means: dict = {}
     for model, dataset in dict.fromkeys((row["model"], row["dataset"]) for row in rows):
@@ -197,7 +197,7 @@ def mean_by_score(rows) -> dict:
 
 def score_table(rows, headlines: dict) -> str:
     """:func:`mean_by_score` in % as a table, one line per (model, dataset, score), marking the
-    headline score ``headlines`` names for each model; chapter 09."""
+    headline score ``headlines`` names for each model; chapter 10."""
     lines = {}
     for model, per_dataset in mean_by_score(rows).items():
         for dataset, means in per_dataset.items():
@@ -238,7 +238,7 @@ def markdown_summary(rows, headlines: dict, published_means: dict) -> str:
 
 def settings_table(models: dict) -> str:
     """Every benchmark model's detector, headline score and settings, one column per model,
-    then the settings one dataset changes; ``models`` is ``MODELS``; chapter 09."""
+    then the settings one dataset changes; ``models`` is ``MODELS``; chapter 10."""
     columns = {}
     for name, model in models.items():
         settings = model.defaults()
@@ -256,7 +256,7 @@ def settings_table(models: dict) -> str:
 def run_table(rows, headlines: dict, runs_per_group: int = 30) -> str:
     """What the file holds per (model, dataset), models in the order of ``headlines``: runs,
     seeds, training images (smallest and largest class), test images, epochs, headline score
-    and minutes of training and scoring; chapter 09."""
+    and minutes of training and scoring; chapter 10."""
     groups: dict = {}
     for row in sorted(rows, key=lambda row: list(headlines).index(row["model"])):
         groups.setdefault(f"{row['model']} / {row['dataset']}", []).append(row)
@@ -277,7 +277,7 @@ def run_table(rows, headlines: dict, runs_per_group: int = 30) -> str:
 
 def versus_published(rows, headlines: dict, dataset: str, published, runs_per_group: int = 30):
     """The best complete model of ``dataset`` (all ``runs_per_group`` runs in, highest mean
-    AUROC of its headline) against one published per-class row (ten values in %); chapter 09.
+    AUROC of its headline) against one published per-class row (ten values in %); chapter 10.
 
     Returns ``(model, mean AUROC in %, classes above the row, classes below it)``, each class
     judged by its mean over seeds.
@@ -296,7 +296,7 @@ def versus_published(rows, headlines: dict, dataset: str, published, runs_per_gr
 def summarise_candidates(trials: list[dict]) -> dict:
     """Mean AUROCs of each candidate of a pre-registered choice (``benchmarks/alocc_fix.py``'s
     rows: one per candidate and class, with ``selection`` and ``test`` AUROCs per score);
-    chapter 05. Returns ``{candidate: {"selection D(R(x))", "test D(R(x))", "test R error"}}``.
+    chapter 06. Returns ``{candidate: {"selection D(R(x))", "test D(R(x))", "test R error"}}``.
     """
     columns = {"selection D(R(x))": ("selection", "D(R(x))"), "test D(R(x))": ("test", "D(R(x))"),
                "test R error": ("test", "R error")}
@@ -315,15 +315,22 @@ RESTORATION_CANDIDATES = {"baseline": {}, "U-Net": {"architecture": "unet"}, "L1
                           "turns + patches": {"erasures": "turns+patches"}}
 
 
+#: The rule's second round, run when round one keeps the baseline: more feature maps, and
+#: three networks (seeds 0, 1, 2), each headline divided by its held-out normal mean, averaged.
+RESTORATION_ROUND_TWO = {"64 feature maps": {"base_channels": 64},
+                         "3-seed ensemble": {"seeds": [0, 1, 2]}}
+
+
 def choose_restoration_record(trials: list[dict], candidates: dict = RESTORATION_CANDIDATES) -> dict:
     """The pre-registered choice of ``benchmarks/results/restoration_record_rule.md`` applied to
     ``benchmarks/choose_restoration_record.py``'s rows (one per candidate and class, with
-    ``selection`` AUROCs ``plain`` and ``normalised``); chapter 08.
+    ``selection`` AUROCs ``plain`` and ``normalised``); chapter 09.
 
     ``candidates`` maps each single change's name to its settings, ``"baseline"`` to none.
     Returns the mean selection AUROCs, whether normalisation is adopted, the adopted changes,
     their ``combination`` (settings, or None with fewer than two) and, once every run the rule
-    needs is in, the ``chosen`` model and its ``settings``.
+    needs is in, the ``chosen`` model and its ``settings``; when round one keeps the baseline,
+    ``round_two`` holds the second round's means and choice, which then becomes ``chosen``.
     """
     classes = {row["class"] for row in trials if row["candidate"] == "baseline"}
 
@@ -356,11 +363,29 @@ def choose_restoration_record(trials: list[dict], candidates: dict = RESTORATION
     # highest mean; a tie goes to the one with fewer changes
     chosen = max(means, key=lambda name: (means[name], -len(settings[name])))
     decision.update(chosen=chosen, settings={**settings[chosen], "normalise": kind == "normalised"})
+    if chosen == "baseline":
+        decision["round_two"] = _round_two(trials, kind, means["baseline"], mean)
+        if decision["round_two"]["chosen"] is None:  # round two still running
+            decision.update(chosen=None, settings=None)
+        elif decision["round_two"]["chosen"] != "baseline":
+            decision.update(chosen=decision["round_two"]["chosen"], settings={
+                **RESTORATION_ROUND_TWO[decision["round_two"]["chosen"]],
+                "normalise": kind == "normalised"})
     return decision
 
 
+def _round_two(trials, kind, baseline, mean) -> dict:
+    """The rule's second round: each candidate against round one's choice (the baseline); the
+    higher of those above it is chosen; None until every run is in."""
+    means = {name: mean(name, kind) for name in RESTORATION_ROUND_TWO}
+    if any(value is None for value in means.values()):
+        return {"means": means, "chosen": None}
+    better = {name: value for name, value in means.items() if value > baseline}
+    return {"means": means, "chosen": max(better, key=better.get) if better else "baseline"}
+
+
 def restoration_ablation(trials: list[dict]) -> dict:
-    """The ablation of chapter 08: for each candidate of ``benchmarks/choose_restoration_record.py``
+    """The ablation of chapter 09: for each candidate of ``benchmarks/choose_restoration_record.py``
     (rows with ``selection`` and ``test`` AUROCs, ``plain`` and ``normalised``), its test AUROC
     (%) per class and the means over classes, without and with per-erasure normalisation.
     Returns ``{"candidate" or "candidate, normalised": {class: %, "test": mean, "selection":

@@ -1,4 +1,4 @@
-"""The one-class benchmark runner of chapter 09.
+"""The one-class benchmark runner of chapter 10.
 
 Each class of a dataset in turn is the normal class, every other class an anomaly; a detector
 trains on the normal class alone and is scored on the whole test split (or a random part of it
@@ -24,7 +24,7 @@ from .results import append_row, read_rows, record_failure, run_key
 
 @dataclass(frozen=True)
 class BenchmarkModel:
-    """A benchmark entry: a registered detector and the settings it runs with; chapter 09."""
+    """A benchmark entry: a registered detector and the settings it runs with; chapter 10."""
 
     detector: str
     settings: dict = field(default_factory=dict)
@@ -47,7 +47,7 @@ def _detector_defaults(detector: str) -> dict:
 def done_key(row: dict) -> tuple:
     """A row's :func:`run_key` with the settings its detector gained after the row was written
     filled in at their defaults (a new setting's default keeps the old behaviour), so a row
-    stays done when a detector learns something new; chapter 09."""
+    stays done when a detector learns something new; chapter 10."""
     settings = json.loads(row["settings"])
     if row["model"] in MODELS:
         settings = {**_detector_defaults(MODELS[row["model"]].detector), **settings}
@@ -58,22 +58,22 @@ MODELS: dict[str, BenchmarkModel] = {
     "dense_ae": BenchmarkModel("dense_ae", {"latent_dim": 32, "epochs": 20}),
     "conv_ae": BenchmarkModel("conv_ae", {"latent_dim": 32, "epochs": 20}),
     "alocc": BenchmarkModel("alocc", {"val_fraction": 0.2}),
-    # Chapter 05's fix, chosen on training images only (benchmarks/results/alocc_fix_rule.md):
+    # Chapter 06's fix, chosen on training images only (benchmarks/results/alocc_fix_rule.md):
     # R with a 32-number code, D judging (x, R(x)) pairs, then OGNet's second phase.
     "alocc_fixed": BenchmarkModel("alocc", {"val_fraction": 0.2, "r_latent_dim": 32,
                                             "d_input": "pair", "phase_two_epochs": 1}),
-    # Chapter 06's f-Net alone, strictly one-class (features from the other dataset) ...
+    # Chapter 07's f-Net alone, strictly one-class (features from the other dataset) ...
     "fnet_distance": BenchmarkModel("fnet_distance"),
     # ... and with the normal images as an extra class among the reference ones.
     "fnet_oe": BenchmarkModel("fnet_oe"),
     # A U-Net per test image costs seconds on a CPU: a random 500 test images per run.
     "ano_unet": BenchmarkModel("ano_unet", {"test_size": 500}),
-    # Chapter 08's settings, fixed on training-split images only (the chapter tells how);
+    # Chapter 09's settings, fixed on training-split images only (the chapter tells how);
     # Fashion-MNIST's still improved from 40 to 80 epochs there, MNIST's had levelled off.
     "restoration_ae": BenchmarkModel("restoration_ae", {"latent_dim": 32, "base_channels": 32,
                                                         "epochs": 40, "batch_size": 64},
                                      {"fashion-mnist": {"epochs": 80}}),
-    # Chapter 11's VAE with the conv AE's budget (its bottleneck size and epochs), not tuned.
+    # Chapter 04's VAE with the conv AE's budget (its bottleneck size and epochs), not tuned.
     "vae": BenchmarkModel("vae", {"latent_dim": 32, "epochs": 20}),
 }
 
@@ -95,7 +95,7 @@ def _settings(model: str, dataset: str, overrides: dict) -> dict:
 
 
 def planned_runs(models, datasets, classes, seeds, overrides=None) -> list[dict]:
-    """Every run the arguments ask for, checked before anything trains; chapter 09.
+    """Every run the arguments ask for, checked before anything trains; chapter 10.
 
     ``classes=None`` means every class of each dataset.
     """
@@ -137,7 +137,7 @@ def run_one(run: dict, data_dir="data", device="auto") -> dict:
     aurocs = scores.aurocs()
     seconds = round(time.perf_counter() - start, 2)
     # The ALOCC paper's own protocol: F1 at the score's natural threshold, test mixtures with
-    # 10-50 % anomalies (chapter 05).
+    # 10-50 % anomalies (chapter 06).
     f1 = {name: {f"{share:g}": f for share, f in
                  f1_by_outlier_share(scores.labels, scores[name], threshold, seed=run["seed"]).items()}
           for name, threshold in detector.natural_thresholds.items()}
@@ -151,7 +151,7 @@ def run_benchmark(out, models, datasets, classes=None, seeds=(0,), overrides=Non
                   data_dir="data", device="auto", progress=True, executor: str = "sequential",
                   address: str | None = None, workers: int | None = None,
                   gpus_per_run: float = 0.0) -> list[dict]:
-    """Run every planned run that ``out`` does not hold yet; return all rows; chapter 09.
+    """Run every planned run that ``out`` does not hold yet; return all rows; chapter 10.
 
     ``executor="ray"`` runs them as Ray tasks (:mod:`companion.benchmark.executors`): on a
     local cluster of ``workers`` CPUs (all cores by default) or on the cluster at ``address``,

@@ -1,4 +1,4 @@
-"""ALOCC as a detector: R and D trained against each other on normal images; chapter 05.
+"""ALOCC as a detector: R and D trained against each other on normal images; chapter 06.
 
 The headline score is the paper's, D(R(x)): 1 − the probability that D calls R's
 reconstruction a real normal image. D(x) and R's reconstruction error |x − R(x)| come along as
@@ -30,7 +30,7 @@ def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: f
                reduction: str = "sum", pairs: bool = False) -> dict:
     """One ALOCC update on a batch of normal images ``x`` (the Chainer article's ``update_core``).
 
-    Defined in chapter 05. ``n_dis`` steps of D (real x -> class 1, R(noisy x) -> class 0),
+    Defined in chapter 06. ``n_dis`` steps of D (real x -> class 1, R(noisy x) -> class 0),
     each with fresh noise, then one step of R on :func:`reconstructor_loss`. With ``pairs``, D
     judges (x, x) as real and (x, R(noisy x)) as fake instead (:func:`~companion.models.alocc.pair`).
     """
@@ -52,7 +52,7 @@ def alocc_step(r, d, opt_r, opt_d, x, noise_std: float, n_dis: int, l2_lambda: f
 
 
 class ALOCCDetector(Detector):
-    """R (denoising conv AE) and D (conv classifier), Adam with β1 = 0.5; chapter 05.
+    """R (denoising conv AE) and D (conv classifier), Adam with β1 = 0.5; chapter 06.
 
     As the Chainer article, except in two defaults: D has no normalisation (``d_norm="batch"`` is the
     Chainer article's), and R's squared error is summed over each image as the paper writes it
@@ -84,18 +84,18 @@ class ALOCCDetector(Detector):
         "n_dis": Setting(1, positive_int, 1),
         "l2_lambda": Setting(0.4, non_negative_number, 0.4),
         # The paper's per-image ‖x − R(x̃)‖²; "mean" is the Chainer article's per-pixel mean, which leaves
-        # λ·L2 negligible beside the adversarial term (chapter 05 measures both).
+        # λ·L2 negligible beside the adversarial term (chapter 06 measures both).
         "l2_reduction": Setting("sum", one_of(("mean", "sum")), "sum"),
         # Not the Chainer article's BatchNorm: D trains on all-real and all-reconstructed batches, so batch
-        # statistics carry the answer in training and are gone at scoring (chapter 05).
+        # statistics carry the answer in training and are gone at scoring (chapter 06).
         "d_norm": Setting("none", one_of(NORMALISATIONS), "none"),
         # The paper's ρ: stop once R reconstructs held-out normals this well (squared error per
-        # pixel). 0.004 is what R reaches at chapter 05's defaults on 400 images (0.0031-0.0037,
+        # pixel). 0.004 is what R reaches at chapter 06's defaults on 400 images (0.0031-0.0037,
         # benchmarks/results/alocc_loss.json); fixed before any benchmark run with it.
         "stop_below": Setting(0.004, optional_positive_number, 0.004),
         # None: the Chainer article's R, whose narrowest point (128 maps of 5x5) holds more numbers than the
         # image. An integer: R is chapter 03's conv autoencoder with a code of that size, the
-        # bottleneck the paper's argument needs (chapter 05 measures both).
+        # bottleneck the paper's argument needs (chapter 06 measures both).
         "r_latent_dim": Setting(None, optional_positive_int, 32),
         # OGNet's second phase (0: ALOCC as published). Its length, learning rate and the early
         # R's age were fixed before any run (benchmarks/results/alocc_fix_rule.md): one pass
@@ -146,7 +146,7 @@ class ALOCCDetector(Detector):
         return history
 
     def phase_two(self, train, epochs: int | None = None) -> History:
-        """OGNet's second phase (Zaheer et al., 2020): R frozen, D fine-tuned; chapter 05.
+        """OGNet's second phase (Zaheer et al., 2020): R frozen, D fine-tuned; chapter 06.
 
         D learns to call the training images and R's reconstructions of them good, and the early
         R's reconstructions and pseudo anomalies bad (:func:`~companion.models.alocc.phase_two_batch`),

@@ -1,4 +1,4 @@
-"""Ano-Unet as a detector: a frozen f-Net and a fresh U-Net per test image; chapter 06.
+"""Ano-Unet as a detector: a frozen f-Net and a fresh U-Net per test image; chapter 07.
 
 The Ano-Unet article builds one model per image and trains them one after the other: slow, and
 out of memory after about 20 images. :func:`optimise_batched` trains many independent U-Nets as
@@ -46,7 +46,7 @@ _FNET_NAMES = {"epochs": "fnet_epochs", "lr": "fnet_lr", "batch_size": "fnet_bat
 
 @dataclass
 class AnoUnetResult:
-    """What the per-image optimisation leaves, as CPU tensors; chapter 06.
+    """What the per-image optimisation leaves, as CPU tensors; chapter 07.
 
     ``generated`` (N, C, H, W) is G(x) with each image's final weights and ``heatmaps``
     (N, H, W) is |x − G(x)| summed over channels. The scores, higher = more anomalous:
@@ -93,7 +93,7 @@ def optimise_one_by_one(images: torch.Tensor, fnet: FeatureNet, centre: torch.Te
                         base_channels: int = 8, device="cpu", progress: bool = True) -> AnoUnetResult:
     """The Ano-Unet article's loop: one fresh U-Net per image, trained with Adam, one image after another.
 
-    Defined in chapter 06, as the reference for :func:`optimise_batched`. ``images`` is an
+    Defined in chapter 07, as the reference for :func:`optimise_batched`. ``images`` is an
     (N, C, H, W) tensor in [0, 1]; every U-Net starts from :func:`initial_unet` (``seed``) and
     takes ``num_steps`` Adam steps with learning rate ``lr`` on L_R + ``beta``·L_C. f stays
     frozen (a frozen copy is used).
@@ -126,7 +126,7 @@ def optimise_one_by_one(images: torch.Tensor, fnet: FeatureNet, centre: torch.Te
 def bytes_per_image(fnet: FeatureNet, image_shape, base_channels: int = 8) -> int:
     """Memory that one more image adds to a chunk of :func:`optimise_batched`, in bytes.
 
-    Defined in chapter 06. Counted, not guessed: one image goes through the loss while autograd's
+    Defined in chapter 07. Counted, not guessed: one image goes through the loss while autograd's
     saved-tensor hook records every storage kept for the backward pass (the activations of G and
     f, not their weights). The backward pass needs about as much again for the gradients of those
     activations, and each image's U-Net brings four copies of its weights: the weights, their
@@ -154,7 +154,7 @@ def images_per_chunk(num_images: int, batch_size: int | None = None,
                      memory_budget_bytes: int | None = None, image_bytes: int = 1) -> int:
     """How many U-Nets to train at once: the tightest of the limits given, and at least 1.
 
-    Defined in chapter 06. ``batch_size`` caps the count directly; ``memory_budget_bytes`` caps
+    Defined in chapter 07. ``batch_size`` caps the count directly; ``memory_budget_bytes`` caps
     it at ``memory_budget_bytes // image_bytes`` (see :func:`bytes_per_image`); with neither,
     the budget is :data:`DEFAULT_MEMORY_BUDGET_BYTES`. A budget smaller than one image still
     trains one image at a time: nothing smaller exists.
@@ -172,7 +172,7 @@ def images_per_chunk(num_images: int, batch_size: int | None = None,
 def optimise_chunk(images, start_unet, fnet, centre, beta, num_steps, lr, bar):
     """Train ``len(images)`` independent copies of ``start_unet``, copy i on image i alone.
 
-    Defined in chapter 06: the one chunk of :func:`optimise_batched`, which picks the chunk's
+    Defined in chapter 07: the one chunk of :func:`optimise_batched`, which picks the chunk's
     size, the start U-Net, the frozen f-Net and the device. ``bar`` is a tqdm bar advanced by
     ``len(images)`` per step. Returns G(x), the pixel difference and L_C, all on the CPU.
     """
@@ -204,7 +204,7 @@ def optimise_batched(images: torch.Tensor, fnet: FeatureNet, centre: torch.Tenso
                      progress: bool = True) -> AnoUnetResult:
     """:func:`optimise_one_by_one`, with many independent U-Nets trained as one computation.
 
-    Defined in chapter 06. The same result as the loop, up to floating-point rounding: every
+    Defined in chapter 07. The same result as the loop, up to floating-point rounding: every
     image gets its own U-Net, started from the same :func:`initial_unet` (``seed``), and its own
     Adam state. The images go through in chunks of :func:`images_per_chunk` (``batch_size``
     and/or ``memory_budget_bytes``, by default a 1 GiB budget), so memory depends on the chunk,
@@ -234,7 +234,7 @@ def timed_in_fresh_process(optimise, images: torch.Tensor, fnet: FeatureNet, cen
                            **settings) -> dict:
     """``optimise(images, fnet, centre, **settings)`` in a fresh process: its speed and memory.
 
-    Defined in chapter 06, to set :func:`optimise_one_by_one` against :func:`optimise_batched`
+    Defined in chapter 07, to set :func:`optimise_one_by_one` against :func:`optimise_batched`
     (``benchmarks/ano_unet_throughput.py`` does the same for many chunk sizes). The call runs
     through :func:`~companion.profiling.in_fresh_process` after a one-image warm-up there, so
     its peak memory is its own. Returns the U-Nets trained at once, the seconds, images per
@@ -249,7 +249,7 @@ def timed_in_fresh_process(optimise, images: torch.Tensor, fnet: FeatureNet, cen
 
 
 def check_fnet(value, name: str, example=None):
-    """The ``fnet`` setting of chapter 06: None, or an ``fnet_distance`` detector already fitted."""
+    """The ``fnet`` setting of chapter 07: None, or an ``fnet_distance`` detector already fitted."""
     if value is None or (isinstance(value, FNetDetector) and value.image_shape is not None):
         return value
     raise ConfigError(f"{name}={value!r}; use None (fit trains an f-Net) or a fitted "
@@ -257,7 +257,7 @@ def check_fnet(value, name: str, example=None):
 
 
 def tuning_images(split, size: int, seed: int = 0, exclude=()) -> ClassSubset:
-    """Labelled images to choose β and the steps on, none of them a test image; chapter 06.
+    """Labelled images to choose β and the steps on, none of them a test image; chapter 07.
 
     Half of ``size`` are normal images held out of training (``split.val``, so never in the
     f-Net's centre), half anomaly-class images of the *training* split, all drawn at random and
@@ -286,7 +286,7 @@ def tuning_images(split, size: int, seed: int = 0, exclude=()) -> ClassSubset:
 
 
 class AnoUnetDetector(Detector):
-    """The Ano-Unet article's method; chapter 06."""
+    """The Ano-Unet article's method; chapter 07."""
 
     name = "ano_unet"
     headline = "pixel difference"

@@ -1,7 +1,7 @@
 """Autoencoders as detectors: the dense model of chapter 02 and the convolutional one of 03.
 
 Trained on the mean squared error, so the headline score is the same error per image
-(``"mse"``); the other score functions of chapter 04 come along for comparison, and the anomaly
+(``"mse"``); the other score functions of chapter 05 come along for comparison, and the anomaly
 map is |x − x̂| summed over channels.
 """
 
@@ -28,7 +28,7 @@ def fit_autoencoder(net, loader, epochs: int, lr: float, device, validate=None, 
 
     Only what is particular to an autoencoder is here: the optimiser and a ``step`` that makes
     one update on one batch, the loss between the images and their reconstructions (the MSE
-    for chapters 02 and 03, 1 − SSIM for chapter 10's model). The epochs, the batches, the
+    for chapters 02 and 03, 1 − SSIM for chapter 11's model). The epochs, the batches, the
     progress bar, the log and the choice of epoch by ``validate`` are the book's one training
     loop, :func:`companion.engine.train_epochs`.
     """
@@ -114,7 +114,7 @@ class ConvAEDetector(AutoencoderDetector):
 
 
 class SSIMAEDetector(ConvAEDetector):
-    """The SSIM autoencoder of chapter 10 (Bergmann et al., 2019): chapter 03's network trained
+    """The SSIM autoencoder of chapter 11 (Bergmann et al., 2019): chapter 03's network trained
     on 1 − SSIM; its map is the local 1 − SSIM and its headline score ``"1-ssim"``. Like the
     other autoencoders it keeps the epoch of the lowest held-out mean squared error."""
 

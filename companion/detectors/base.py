@@ -62,7 +62,7 @@ class Detector:
     SETTINGS: ClassVar[dict[str, Setting]]
     value_ranges: ClassVar[tuple[str, ...]] = ("[-1, 1]", "[0, 1]")
     #: Scores that come with a threshold of their own (a probability's 0.5), for the F1 of a
-    #: paper's protocol; most scores have none and need one set from normal images (chapter 04).
+    #: paper's protocol; most scores have none and need one set from normal images (chapter 05).
     natural_thresholds: ClassVar[dict[str, float]] = {}
 
     def __init_subclass__(cls, **kwargs):

@@ -1,6 +1,6 @@
 """The f-Net alone as a detector: distance of an image's features to the normal centre C.
 
-Defined in chapter 06. f (:class:`~companion.models.FeatureNet`) learns features by metric
+Defined in chapter 07. f (:class:`~companion.models.FeatureNet`) learns features by metric
 learning on labelled *reference* images, never on the anomalies under test; C is the mean
 feature of the normal training images, and Σ|f(x) − C| is the score (the DOC-style detector of
 the Ano-Unet article). With ``outlier_exposure`` the normal training images join the reference images as
@@ -22,7 +22,7 @@ from ..scores import Scores
 from ..settings import Setting, flag, optional_positive_int, positive_int, positive_number
 from .base import Detector, in_batches
 
-#: Reference (b) of chapter 06: the f-Net learns on another dataset, never on the one under test.
+#: Reference (b) of chapter 07: the f-Net learns on another dataset, never on the one under test.
 REFERENCE_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
 
 #: ``reference`` value for the dataset paired with the training data's (MNIST <-> Fashion-MNIST).
@@ -33,7 +33,7 @@ def other_dataset_reference(dataset: str, size: int, seed: int = 0, data_dir="da
                             download_first: bool = False) -> ClassSubset:
     """``size`` random training images, all classes, of the dataset paired with ``dataset``.
 
-    Defined in chapter 06: reference (b), which keeps the f-Net strictly one-class (MNIST for
+    Defined in chapter 07: reference (b), which keeps the f-Net strictly one-class (MNIST for
     Fashion-MNIST and the reverse, see :data:`REFERENCE_DATASET`). Images in [0, 1].
     """
     name = dataset_info(dataset).name
@@ -57,7 +57,7 @@ def check_reference(value, name: str, example=None):
 
 def reference_sets(split, size: int, seed: int = 0, data_dir="data",
                    download_first: bool = False) -> dict[str, ClassSubset]:
-    """Chapter 06's two reference sets for an f-Net, ``size`` labelled images each, by name.
+    """Chapter 07's two reference sets for an f-Net, ``size`` labelled images each, by name.
 
     (a) the split's own training split, every class but the anomaly classes (the normal class
     included, as in the Ano-Unet article); (b) the training split of the paired dataset, all its classes
@@ -87,7 +87,7 @@ FNET_SETTINGS = {
 
 
 class FNetDetector(Detector):
-    """Centre distance of f-Net features; chapter 06. Headline: ``"centre distance"``."""
+    """Centre distance of f-Net features; chapter 07. Headline: ``"centre distance"``."""
 
     name = "fnet_distance"
     headline = "centre distance"
@@ -184,7 +184,7 @@ class FNetDetector(Detector):
 
 
 class FNetOEDetector(FNetDetector):
-    """:class:`FNetDetector` with outlier exposure on by default; chapter 09's ``fnet_oe``."""
+    """:class:`FNetDetector` with outlier exposure on by default; chapter 10's ``fnet_oe``."""
 
     name = "fnet_oe"
     SETTINGS = {**FNET_SETTINGS, "outlier_exposure": Setting(True, flag)}

@@ -1,7 +1,7 @@
-"""The restoration autoencoder of chapter 08: attribute restoration (Ye et al., ARNet).
+"""The restoration autoencoder of chapter 09: attribute restoration (Ye et al., ARNet).
 
 Chapter 03's convolutional autoencoder, trained not to copy its input but to restore it: each
-training image comes in erased (chapter 08: turned by a random multiple of 90°) and the target
+training image comes in erased (chapter 09: turned by a random multiple of 90°) and the target
 is the original image (:mod:`companion.models.restoration`). The headline score, fixed before
 any test image is seen, is that training loss per image averaged over the erasures,
 ``"restoration mse"`` (``"restoration l1"`` with ``loss="l1"``); with ``normalise=True`` each
@@ -33,7 +33,7 @@ ARCHITECTURES = {"conv": ConvAutoencoder, "unet": RestorationUNet}
 
 
 class RestorationAEDetector(AutoencoderDetector):
-    """A conv AE trained to restore erased images (chapter 08: turn them upright).
+    """A conv AE trained to restore erased images (chapter 09: turn them upright).
 
     With validation images the epoch of the lowest validation restoration error is kept; with
     ``normalise=True`` the same images give each erasure's mean error, and validation images
@@ -111,8 +111,8 @@ class RestorationAEDetector(AutoencoderDetector):
 def score_with_erasures(detector: AutoencoderDetector, data) -> Scores:
     """Any fitted autoencoder detector scored the restoration way: each erasure of each image
     of ``data`` through its network, the error to the original image; headline
-    ``"restoration mse"`` (chapter 08's turns unless the detector learned other erasures).
-    Chapter 08 scores the plain conv AE with it."""
+    ``"restoration mse"`` (chapter 09's turns unless the detector learned other erasures).
+    Chapter 09 scores the plain conv AE with it."""
     if not isinstance(detector, AutoencoderDetector) or detector.image_shape is None:
         raise ConfigError(f"{detector!r} is not a fitted autoencoder detector; fit a conv_ae or "
                           "restoration_ae first")

@@ -1,4 +1,4 @@
-"""The variational autoencoder as a detector; chapter 11.
+"""The variational autoencoder as a detector; chapter 04.
 
 ``fit`` maximises the ELBO on normal images with Adam through the book's one training loop,
 logging its two terms per epoch; with validation images the epoch of the lowest held-out
@@ -29,7 +29,7 @@ from .base import Detector, in_batches
 
 
 def vae_scores(net: ConvVAE, images: torch.Tensor, samples: int, generator=None) -> dict:
-    """The four per-image scores, the per-pixel map and the mean reconstruction; chapter 11.
+    """The four per-image scores, the per-pixel map and the mean reconstruction; chapter 04.
 
     ``images`` is one batch on the network's device; ``samples`` draws of z per image estimate
     the expectation over q(z|x) (the KL is exact).
@@ -105,7 +105,7 @@ class VAEDetector(Detector):
                             labels, maps=maps.numpy(), inputs=images, outputs=outputs)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """μ(x) of each image, on the CPU: the latent codes of chapter 11's figure."""
+        """μ(x) of each image, on the CPU: the latent codes of chapter 04's figure."""
         net = self._fitted_net()
         return in_batches(lambda x: net.encode(x)[0], images, self.device)
 

@@ -1,10 +1,10 @@
-"""ALOCC, the adversarially learned one-class classifier (Sabokrou et al., 2018), chapter 05.
+"""ALOCC, the adversarially learned one-class classifier (Sabokrou et al., 2018), chapter 06.
 
 A reconstructor R (a denoising convolutional autoencoder) and a discriminator D play a game on
 normal images only: D learns to tell real normal images from R's reconstructions of noisy ones;
 R learns to fool D while staying close to the clean image. The architecture follows the Chainer
-implementation that chapter 05 re-tells (the Chainer article): 16 base channels, BatchNorm, LeakyReLU;
-chapter 05 shows why D does better without the BatchNorm (``norm="none"``).
+implementation that chapter 06 re-tells (the Chainer article): 16 base channels, BatchNorm, LeakyReLU;
+chapter 06 shows why D does better without the BatchNorm (``norm="none"``).
 
 OGNet's second phase (Zaheer et al., 2020, "Old is Gold") is here too: with R frozen, D learns
 to tell good reconstructions from bad ones (:func:`phase_two_batch`, :func:`phase_two_loss`).
@@ -83,7 +83,7 @@ def add_noise(x: torch.Tensor, noise_std: float) -> torch.Tensor:
 
 
 def discriminator_loss(d, x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """D's loss: real normal images are class 1, R's reconstructions class 0; chapter 05."""
+    """D's loss: real normal images are class 1, R's reconstructions class 0; chapter 06."""
     real = torch.ones(len(x), dtype=torch.long, device=x.device)
     return F.cross_entropy(d(x), real) + F.cross_entropy(d(reconstruction), torch.zeros_like(real))
 
@@ -101,7 +101,7 @@ def reconstructor_loss(d, x: torch.Tensor, reconstruction: torch.Tensor, l2_lamb
 
     The squared error is :func:`squared_error` with ``reduction``, averaged over the batch.
     ``judged`` is what D sees instead of the reconstruction alone (a pair D's :func:`pair`).
-    Returns (total, adversarial part, squared-error part); chapter 05.
+    Returns (total, adversarial part, squared-error part); chapter 06.
     """
     real = torch.ones(len(x), dtype=torch.long, device=x.device)
     adversarial = F.cross_entropy(d(reconstruction if judged is None else judged), real)
@@ -110,14 +110,14 @@ def reconstructor_loss(d, x: torch.Tensor, reconstruction: torch.Tensor, l2_lamb
 
 
 def not_real_probability(d, images: torch.Tensor) -> torch.Tensor:
-    """1 − P(real normal image) that D gives each image: ALOCC's anomaly score; chapter 05."""
+    """1 − P(real normal image) that D gives each image: ALOCC's anomaly score; chapter 06."""
     return 1 - F.softmax(d(images), dim=1)[:, 1]
 
 
 def pair(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """An image and a candidate reconstruction of it, side by side as channels: what a pair D
     judges ("is y a faithful reconstruction of the normal image x?"), as ALAD's D_xx does
-    (Zenati et al., 2018); chapter 05."""
+    (Zenati et al., 2018); chapter 06."""
     return torch.cat([x, y], dim=1)
 
 
@@ -127,7 +127,7 @@ PHASE_TWO_KINDS = {"real": 1, "new reconstruction": 1, "old reconstruction": 0, 
 
 @torch.no_grad()
 def phase_two_batch(r_new, r_old, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The images OGNet's second phase shows D for a batch ``x`` of normal images; chapter 05.
+    """The images OGNet's second phase shows D for a batch ``x`` of normal images; chapter 06.
 
     Each kind of :data:`PHASE_TWO_KINDS` as (input, output). Good: the images themselves and
     R's reconstructions of them. Bad: the reconstructions of an early R (``r_old``, blurrier),

@@ -1,4 +1,4 @@
-"""Ano-Unet: a fresh U-Net trained on each test image, many of them at once; chapter 06.
+"""Ano-Unet: a fresh U-Net trained on each test image, many of them at once; chapter 07.
 
 The Ano-Unet article's method. A frozen f-Net f (:mod:`companion.models.fnet`) and the centre C of the
 normal images' features are given. For every test image x, a fresh U-Net G is trained on x alone
@@ -36,7 +36,7 @@ def _upsample(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class UNet(nn.Module):
-    """G: a two-level U-Net whose output is added to the image, clipped to [0, 1]; chapter 06.
+    """G: a two-level U-Net whose output is added to the image, clipped to [0, 1]; chapter 07.
 
     28 -> 14 -> 7 and back up (nearest-neighbour upsampling and a convolution), one convolution
     per level (the U-Net paper has two; one halves the cost), with ``base_channels``, twice and
@@ -82,7 +82,7 @@ class UNet(nn.Module):
 def initial_unet(seed: int = 0, channels: int = 1, base_channels: int = 8) -> UNet:
     """The U-Net every test image starts from: G(x) = x, the weights below drawn under ``seed``.
 
-    Defined in chapter 06. PyTorch's default initialisation, but the output convolution is
+    Defined in chapter 07. PyTorch's default initialisation, but the output convolution is
     zero (see :class:`UNet`). Every image starts from these same weights, in both
     :func:`~companion.detectors.ano_unet.optimise_one_by_one` and
     :func:`~companion.detectors.ano_unet.optimise_batched`, so an image's result depends on
@@ -97,6 +97,6 @@ def ano_unet_losses(x: torch.Tensor, generated: torch.Tensor, fnet: FeatureNet,
                     centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image, L_R = Σ|x − G(x)| over pixels and L_C = Σ|f(G(x)) − C| over features.
 
-    Defined in chapter 06. Both are shape (N,); after the optimisation they are the two scores.
+    Defined in chapter 07. Both are shape (N,); after the optimisation they are the two scores.
     """
     return (x - generated).abs().flatten(1).sum(dim=1), feature_distance(fnet, generated, centre)

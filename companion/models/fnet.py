@@ -1,4 +1,4 @@
-"""The f-Net of Ano-Unet: a feature extractor trained by metric learning; chapter 06.
+"""The f-Net of Ano-Unet: a feature extractor trained by metric learning; chapter 07.
 
 Ano-Unet (the Ano-Unet article) needs a frozen network f that maps an image to a feature vector in which
 normal images lie close together. The Ano-Unet article fine-tunes an ImageNet MobileNetV2 with the
@@ -7,7 +7,7 @@ downloaded, and its images are 28x28, so :class:`FeatureNet` is a small CNN trai
 with the same loss on labelled reference images (the normal class and other classes, never the
 anomaly classes under test).
 
-Images are in [0, 1], as for ALOCC in chapter 05: use ``image_transform(1, "[0, 1]")``.
+Images are in [0, 1], as for ALOCC in chapter 06: use ``image_transform(1, "[0, 1]")``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..settings import positive_int, positive_number
 def check_centre(net: FeatureNet, centre) -> None:
     """Raise a one-line error unless ``centre`` is a C of ``net``'s features.
 
-    Defined in chapter 06: a C computed with another f-Net, of another size, fails here and
+    Defined in chapter 07: a C computed with another f-Net, of another size, fails here and
     not deep inside a subtraction.
     """
     if not torch.is_tensor(centre) or tuple(centre.shape) != (net.feature_dim,):
@@ -31,7 +31,7 @@ def check_centre(net: FeatureNet, centre) -> None:
 
 
 class FeatureNet(nn.Module):
-    """f: three convolution stages, global average pooling, a linear layer; chapter 06.
+    """f: three convolution stages, global average pooling, a linear layer; chapter 07.
 
     :meth:`features` is f itself: the backbone's vector L2-normalised and scaled to length
     ``alpha``. :meth:`forward`, used only in training, puts a linear classifier on top: the
@@ -77,7 +77,7 @@ class FeatureNet(nn.Module):
 def class_targets(labels, classes) -> torch.Tensor:
     """Map class ids to logit indices: ``classes[k]`` becomes ``k``.
 
-    Defined in chapter 06. The reference images keep their dataset's class ids (say MNIST
+    Defined in chapter 07. The reference images keep their dataset's class ids (say MNIST
     digits 0-7 and 9 when 8 is the anomaly); the logits are numbered 0..K-1 in the order of
     ``classes``. A label missing from ``classes`` is an error, not a silent class 0.
     """
@@ -94,6 +94,6 @@ def class_targets(labels, classes) -> torch.Tensor:
 def feature_distance(net: FeatureNet, images: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
     """Σ|f(x) − C| per image: the L1 distance of each feature to the centre.
 
-    Defined in chapter 06; it is Ano-Unet's L_C when ``images`` are the U-Net's outputs.
+    Defined in chapter 07; it is Ano-Unet's L_C when ``images`` are the U-Net's outputs.
     """
     return (net.features(images) - centre).abs().sum(dim=1)

@@ -1,10 +1,10 @@
-"""Attribute restoration (Ye et al., ARNet): erase an attribute, learn to put it back; chapter 08.
+"""Attribute restoration (Ye et al., ARNet): erase an attribute, learn to put it back; chapter 09.
 
-The erased attribute of chapter 08 is orientation: an image turned by a multiple of 90° has
+The erased attribute of chapter 09 is orientation: an image turned by a multiple of 90° has
 lost which way is up, and only a model that knows what the normal class looks like can turn it
 back. The turn is :func:`torch.rot90`, a permutation of the pixels, so nothing is interpolated
 and every erasure can be undone exactly. Any autoencoder of the book can be trained or scored
-this way. The record attempt of chapter 08 adds two more erasures (a mirror image, a quadrant
+this way. The record attempt of chapter 09 adds two more erasures (a mirror image, a quadrant
 painted grey), an L1 error, per-erasure normalisation and a U-Net restorer
 (:class:`RestorationUNet`).
 """
@@ -65,7 +65,7 @@ class Erasure:
 
 
 TURNS = tuple(Erasure(k) for k in QUARTER_TURNS)
-#: The erasure sets a restoration model can learn; "turns" is chapter 08's.
+#: The erasure sets a restoration model can learn; "turns" is chapter 09's.
 ERASURE_SETS = {
     "turns": TURNS,
     # the eight symmetries of a square: a mirror image is restored as well as a turn
@@ -89,7 +89,7 @@ def erase(images: torch.Tensor, erasures, choice: torch.Tensor, fill: float = 0.
 
 def restoration_loss(net, images: torch.Tensor, generator: torch.Generator,
                      erasures=TURNS, error: str = "mse", fill: float = 0.0) -> torch.Tensor:
-    """Training loss: each image erased by one of ``erasures`` drawn at random (chapter 08: a
+    """Training loss: each image erased by one of ``erasures`` drawn at random (chapter 09: a
     random quarter turn), the mean ``error`` of the net's output to the *original* image. The
     draws come from ``generator`` (on the CPU)."""
     choice = torch.randint(len(erasures), (len(images),), generator=generator)

@@ -1,4 +1,4 @@
-"""The SSIM autoencoder (Bergmann et al., 2019): chapter 03's network, judged by structure; chapter 10.
+"""The SSIM autoencoder (Bergmann et al., 2019): chapter 03's network, judged by structure; chapter 11.
 
 A reconstruction model reproduces a smooth region well, so a per-pixel squared error barely
 sees a patch of surface whose grain has gone. The structural similarity index compares each
@@ -15,7 +15,7 @@ from .conv_ae import ConvAutoencoder
 
 
 class SSIMAutoencoder(ConvAutoencoder):
-    """:class:`ConvAutoencoder` whose loss and anomaly map are SSIM's; chapter 10."""
+    """:class:`ConvAutoencoder` whose loss and anomaly map are SSIM's; chapter 11."""
 
     def __init__(self, latent_dim: int | None = 32, image_shape=(1, 28, 28), base_channels: int = 16,
                  value_range: str = "[-1, 1]"):

@@ -1,4 +1,4 @@
-"""The variational autoencoder (Kingma & Welling 2014; An & Cho 2015 for anomalies); chapter 11.
+"""The variational autoencoder (Kingma & Welling 2014; An & Cho 2015 for anomalies); chapter 04.
 
 The encoder of chapter 03's convolutional autoencoder, ending in two heads instead of one: the
 mean μ(x) and the log-variance log σ²(x) of a Gaussian q(z|x) over the latent code. A code is
@@ -23,13 +23,13 @@ from .conv_ae import ConvAutoencoder
 
 
 def reparameterise(mu: torch.Tensor, log_var: torch.Tensor, generator=None) -> torch.Tensor:
-    """z = μ + σ·ε with ε ~ N(0, I): a draw from q(z|x) that gradients pass through; chapter 11."""
+    """z = μ + σ·ε with ε ~ N(0, I): a draw from q(z|x) that gradients pass through; chapter 04."""
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * log_var) * eps
 
 
 def kl_to_standard_normal(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ, σ²) ‖ N(0, I)) per image, in closed form: ½ Σ (μ² + σ² − 1 − log σ²); chapter 11."""
+    """KL(N(μ, σ²) ‖ N(0, I)) per image, in closed form: ½ Σ (μ² + σ² − 1 − log σ²); chapter 04."""
     return 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(dim=1)
 
 
@@ -41,7 +41,7 @@ def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 def bernoulli_entropy(x: torch.Tensor) -> torch.Tensor:
     """Σ −x log x − (1 − x) log(1 − x) per image: the lowest −log p(x|z) any decoder reaches.
 
-    Defined in chapter 11. A Bernoulli likelihood treats a grey pixel as a coin; even a perfect
+    Defined in chapter 04. A Bernoulli likelihood treats a grey pixel as a coin; even a perfect
     reconstruction (x̂ = x) leaves this much, so an image with many grey pixels has a high
     reconstruction NLL whether it is normal or not.
     """
@@ -50,7 +50,7 @@ def bernoulli_entropy(x: torch.Tensor) -> torch.Tensor:
 
 def elbo_terms(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor,
                log_var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ELBO's two terms per image: −log p(x|z) summed over pixels, and the KL; chapter 11.
+    """The ELBO's two terms per image: −log p(x|z) summed over pixels, and the KL; chapter 04.
 
     −ELBO = the first + the second, each of shape (N,), in nats.
     """
@@ -58,7 +58,7 @@ def elbo_terms(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor,
 
 
 class ConvVAE(nn.Module):
-    """A convolutional VAE: chapter 03's encoder and decoder around a Gaussian latent; chapter 11.
+    """A convolutional VAE: chapter 03's encoder and decoder around a Gaussian latent; chapter 04.
 
     ``forward(x)`` returns the decoder's logits for one reparameterised draw, with μ and
     log σ²; ``beta`` weighs the KL term in :meth:`loss` (1 is the ELBO itself, β-VAE otherwise).
