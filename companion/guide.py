@@ -31,6 +31,7 @@ MODEL_CHAPTERS = {"dense_ae": "02_dense_autoencoder", "conv_ae": "03_conv_autoen
                   "alocc": "06_alocc", "alocc_fixed": "06_alocc", "ano_unet": "07_ano_unet",
                   "fnet_distance": "07_ano_unet", "fnet_oe": "07_ano_unet",
                   "restoration_ae": "09_restoration_autoencoder",
+                  "restoration_plus": "09_restoration_autoencoder",
                   "vae": "04_variational_autoencoder"}
 
 
