@@ -74,13 +74,14 @@ MODELS: dict[str, BenchmarkModel] = {
                                                         "epochs": 40, "batch_size": 64},
                                      {"fashion-mnist": {"epochs": 80}}),
     # Chapter 09's record attempt, chosen on training images only by the two rounds of
-    # benchmarks/results/restoration_record_rule.md: 64 feature maps; each erasure's error
-    # normalised on MNIST; 10 % of the class held out (the epoch kept, the normalisation means).
+    # benchmarks/results/restoration_record_rule.md: 64 feature maps, each erasure's error
+    # normalised (the rule adopted it on MNIST; on Fashion-MNIST it moved the selection mean by
+    # 1e-6, and one headline per model keeps the tables comparable); 10 % of the class held out
+    # (the epoch kept, the normalisation means).
     "restoration_plus": BenchmarkModel("restoration_ae", {"latent_dim": 32, "base_channels": 64,
                                                           "epochs": 40, "batch_size": 64,
-                                                          "val_fraction": 0.1},
-                                       {"mnist": {"normalise": True},
-                                        "fashion-mnist": {"epochs": 80}}),
+                                                          "normalise": True, "val_fraction": 0.1},
+                                       {"fashion-mnist": {"epochs": 80}}),
     # Chapter 04's VAE with the conv AE's budget (its bottleneck size and epochs), not tuned.
     "vae": BenchmarkModel("vae", {"latent_dim": 32, "epochs": 20}),
 }
