@@ -91,7 +91,7 @@ def main():
     rows = json.loads(path.read_text()) if path.exists() else []
     if args.table:
         table = restoration_ablation(rows)
-        print(format_table(table, [*CLASSES, "test", "selection"], "candidate",
+        print(format_table(table, [*CLASSES, "test", "sel. set"], "candidate",
                            width=10, number_format=".2f"))
         print(json.dumps(choose_restoration_record(rows, CANDIDATES), indent=1))
         return

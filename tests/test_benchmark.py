@@ -430,11 +430,11 @@ def test_restoration_ablation_gives_each_candidates_classes_and_means_in_percent
                "test": {"plain": t, "normalised": t + .02}}
               for c, s, t in ((0, 0.9, 0.8), (2, 0.7, 0.6))]
     table = restoration_ablation(trials)
-    assert list(table) == ["baseline", "baseline, normalised"]
+    assert list(table) == ["baseline", "baseline, norm."]
     assert table["baseline"] == pytest.approx({0: 80.0, 2: 60.0, "test": 70.0,
-                                               "selection": 80.0})
-    assert table["baseline, normalised"]["test"] == pytest.approx(72.0)
-    assert table["baseline, normalised"]["selection"] == pytest.approx(81.0)
+                                               "sel. set": 80.0})
+    assert table["baseline, norm."]["test"] == pytest.approx(72.0)
+    assert table["baseline, norm."]["sel. set"] == pytest.approx(81.0)
 
 
 def test_restoration_record_rule_runs_a_second_round_when_the_baseline_stays():

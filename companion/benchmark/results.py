@@ -388,16 +388,16 @@ def restoration_ablation(trials: list[dict]) -> dict:
     """The ablation of chapter 09: for each candidate of ``benchmarks/choose_restoration_record.py``
     (rows with ``selection`` and ``test`` AUROCs, ``plain`` and ``normalised``), its test AUROC
     (%) per class and the means over classes, without and with per-erasure normalisation.
-    Returns ``{"candidate" or "candidate, normalised": {class: %, "test": mean, "selection":
+    Returns ``{"candidate" or "candidate, norm.": {class: %, "test": mean, "sel. set":
     mean}}`` for :func:`~companion.metrics.format_table`; the selection means are what the rule
     reads.
     """
     table = {}
     for name in dict.fromkeys(row["candidate"] for row in trials):
         rows = [row for row in trials if row["candidate"] == name]
-        for kind, label in (("plain", name), ("normalised", f"{name}, normalised")):
+        for kind, label in (("plain", name), ("normalised", f"{name}, norm.")):
             table[label] = {**{row["class"]: 100 * row["test"][kind] for row in rows},
                             "test": 100 * float(np.mean([r["test"][kind] for r in rows])),
-                            "selection": 100 * float(np.mean([r["selection"][kind]
+                            "sel. set": 100 * float(np.mean([r["selection"][kind]
                                                               for r in rows]))}
     return table
