@@ -309,7 +309,7 @@ def summarise_candidates(trials: list[dict]) -> dict:
 
 
 #: The candidates of ``benchmarks/results/restoration_record_rule.md``: the baseline (chapter
-#: 08's restoration AE) and four single changes to it, as detector settings.
+#: 09's restoration AE) and four single changes to it, as detector settings.
 RESTORATION_CANDIDATES = {"baseline": {}, "U-Net": {"architecture": "unet"}, "L1": {"loss": "l1"},
                           "turns + mirror": {"erasures": "turns+mirror"},
                           "turns + patches": {"erasures": "turns+patches"}}
