@@ -105,18 +105,21 @@ class History:
     ``log["loss"]`` holds the training loss of each epoch, ``log["val_loss"]`` the loss on
     held-out normal images where there were some. ``chosen_epoch`` is the epoch whose weights
     the detector kept (the lowest ``val_loss``, the epoch a ``stop_below`` rule stopped at, or the
-    last epoch without validation images).
+    last epoch without validation images). ``restarts`` counts the times training began again
+    from new initial weights because the network had died (chapter 09).
     """
 
     log: dict[str, list] = field(default_factory=dict)
     chosen_epoch: int = 0
     seconds: float = 0.0
+    restarts: int = 0
 
     def __getitem__(self, name: str) -> list:
         return self.log[name]
 
     def as_dict(self) -> dict:
-        return {"log": self.log, "chosen_epoch": self.chosen_epoch, "seconds": self.seconds}
+        return {"log": self.log, "chosen_epoch": self.chosen_epoch, "seconds": self.seconds,
+                "restarts": self.restarts}
 
 
 def train_epochs(step: Callable[..., dict], loader, num_epochs: int, modules: dict[str, nn.Module],

@@ -244,7 +244,7 @@ def test_training_lowers_the_loss_and_logs_each_epoch():
     assert history.chosen_epoch == 6, "without validation the last epoch is kept"
     assert not net.training, "training must leave the network in eval mode"
     assert history.as_dict() == {"log": history.log, "chosen_epoch": 6,
-                                 "seconds": history.seconds}
+                                 "seconds": history.seconds, "restarts": 0}
     json.dumps(history.as_dict())  # a results file can hold it
 
 

@@ -8,12 +8,13 @@ import torch
 import companion
 from companion import detectors
 from companion.detectors import RestorationAEDetector
+from companion.detectors import restoration as restoration_detector
 from companion.detectors.restoration import score_with_erasures
 from companion.errors import ConfigError
 from companion.models.restoration import (ERASURE_SETS, QUARTER_TURNS, Erasure,
                                           RestorationUNet, check_square, erase,
-                                          restoration_errors, restoration_loss, restorations,
-                                          rotate)
+                                          restoration_errors, restoration_loss,
+                                          restoration_spread, restorations, rotate)
 from conftest import labelled_subset
 
 TINY = dict(latent_dim=8, base_channels=4, epochs=2, batch_size=8, device="cpu", progress=False)
@@ -240,3 +241,48 @@ def test_normalisation_means_survive_save_and_load(tmp_path):
     assert torch.equal(loaded.erasure_means, det.erasure_means)
     np.testing.assert_array_equal(loaded.score(test)["normalised restoration mse"],
                                   det.score(test)["normalised restoration mse"])
+
+
+def test_spread_is_zero_only_when_every_image_gets_the_same_restoration():
+    x = random_images(8)
+    one_image = x[:1].expand(8, -1, -1, -1)
+    assert restoration_spread(torch.stack([one_image, one_image])) == 0.0
+    assert restoration_spread(torch.stack([x, x])) == pytest.approx(float(x.std(dim=0).mean()))
+
+
+def _fit_recording_lrs(monkeypatch, dead_trainings: int, **settings):
+    """Fit a tiny restorer, its first ``dead_trainings`` trainings judged dead; the lrs used."""
+    lrs, real_train, real_spread = [], RestorationAEDetector._train, restoration_spread
+
+    def train(self, *args):
+        lrs.append(args[-1])
+        return real_train(self, *args)
+
+    def spread(restored):
+        return 0.0 if len(lrs) <= dead_trainings else real_spread(restored)
+    monkeypatch.setattr(RestorationAEDetector, "_train", train)
+    monkeypatch.setattr(restoration_detector, "restoration_spread", spread)
+    det = detectors.make("restoration_ae", seed=0, **{**TINY, **settings})
+    history = det.fit(labelled_subset(random_images(16), [0] * 16))
+    return det, history, lrs
+
+
+def test_a_live_restorer_trains_once_and_the_guard_changes_nothing(monkeypatch, fitted):
+    det, history, lrs = _fit_recording_lrs(monkeypatch, dead_trainings=0)
+    assert history.restarts == 0 and lrs == [1e-3]
+    for mine, theirs in zip(det.net.state_dict().values(), fitted[0].net.state_dict().values()):
+        assert torch.equal(mine, theirs), "a live restorer's weights do not depend on the guard"
+
+
+def test_a_dead_restorer_is_trained_again_from_new_weights_with_a_lower_lr(monkeypatch, fitted):
+    det, history, lrs = _fit_recording_lrs(monkeypatch, dead_trainings=1)
+    assert history.restarts == 1 and lrs == pytest.approx([1e-3, 1e-3 / 3])
+    first = fitted[0].net.state_dict()
+    assert any(not torch.equal(w, first[k]) for k, w in det.net.state_dict().items())
+    assert len(history["loss"]) == TINY["epochs"], "the log is the last training's"
+
+
+def test_a_restorer_that_dies_every_time_says_so(monkeypatch):
+    with pytest.warns(RuntimeWarning, match="died in training 3 times.*lower lr"):
+        _, history, lrs = _fit_recording_lrs(monkeypatch, dead_trainings=3, lr=3e-3)
+    assert history.restarts == 2 and lrs == pytest.approx([3e-3, 1e-3, 1e-3 / 3])

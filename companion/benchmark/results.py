@@ -26,7 +26,7 @@ from ..metrics import format_table
 
 COLUMNS = ["model", "dataset", "normal_class", "seed", "auroc", "score", "auroc_by_score",
            "f1_by_outlier_share", "seconds", "train_size", "test_size", "train_source", "device",
-           "settings"]
+           "settings", "restarts"]
 _JSON_COLUMNS = ("auroc_by_score", "f1_by_outlier_share")
 
 
@@ -47,6 +47,7 @@ def read_rows(path) -> list[dict]:
         row["normal_class"], row["seed"] = int(row["normal_class"]), int(row["seed"])
         row["auroc"], row["seconds"] = float(row["auroc"]), float(row["seconds"])
         row["train_size"], row["test_size"] = int(row["train_size"]), int(row["test_size"])
+        row["restarts"] = int(row.get("restarts") or 0)  # rows from before restarts existed: none
         for column in _JSON_COLUMNS:  # rows written before a column existed read as empty
             row[column] = json.loads(row.get(column) or "{}")
     return rows

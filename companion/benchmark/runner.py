@@ -141,7 +141,7 @@ def run_one(run: dict, data_dir="data", device="auto") -> dict:
     if settings.get("test_size"):
         split.test = split.test.sample(settings["test_size"], run["seed"])
     start = time.perf_counter()
-    detector.fit(split.train, val=split.val)
+    history = detector.fit(split.train, val=split.val)
     scores = detector.score(split.test)
     aurocs = scores.aurocs()
     seconds = round(time.perf_counter() - start, 2)
@@ -153,7 +153,8 @@ def run_one(run: dict, data_dir="data", device="auto") -> dict:
     return {**run, "auroc": aurocs[scores.headline], "score": scores.headline,
             "auroc_by_score": aurocs, "f1_by_outlier_share": f1, "seconds": seconds,
             "train_size": len(split.train), "test_size": len(split.test),
-            "train_source": split.train_source, "device": str(detector.device)}
+            "train_source": split.train_source, "device": str(detector.device),
+            "restarts": history.restarts}
 
 
 def run_benchmark(out, models, datasets, classes=None, seeds=(0,), overrides=None,

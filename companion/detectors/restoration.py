@@ -10,26 +10,44 @@ erasure's error is first divided by its mean on the held-out normal images, and 
 (``"mse"``) and each erasure's error come along for comparison. ``maps`` are |x − restored|
 averaged over the erasures (the pixels behind the headline score); ``outputs`` restore the
 image as it is.
+
+A network can die in training: every ReLU off, one output for every input, the training loss
+flat from then on (chapter 09's 64-map restorer on MNIST "1"). After training, a restorer whose
+restorations of held-out normal images (training images without them) hardly vary is trained
+again from new initial weights with a lower learning rate; ``History.restarts`` counts how
+often.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from ..engine import History, in_memory, train_epochs
+from ..engine import History, in_memory, set_seed, train_epochs
 from ..errors import ConfigError
 from ..models import ConvAutoencoder
 from ..models.restoration import (ERASURE_SETS, ERRORS, RestorationUNet, check_square,
-                                  restoration_errors, restoration_loss, restorations)
+                                  restoration_errors, restoration_loss, restoration_spread,
+                                  restorations)
 from ..scores import Scores
 from ..settings import (Setting, flag, one_of, optional_positive_int, positive_int,
                         positive_number)
 from .autoencoder import AutoencoderDetector
-from .base import in_batches
+from .base import EVALUATION_BATCH_SIZE, in_batches
 
 #: The grey an erased quadrant is painted: the middle of the value range.
 MID_GREY = {"[-1, 1]": 0.0, "[0, 1]": 0.5}
 ARCHITECTURES = {"conv": ConvAutoencoder, "unet": RestorationUNet}
+#: Restorations of held-out normal images that vary less than this from image to image
+#: (:func:`restoration_spread`) come from a dead network: a dead one's vary by about 1e-8, a
+#: trained live one's by about 0.1, a tiny untrained test network's still by 3e-4.
+DEAD_SPREAD = 1e-6
+#: How many times a dead network is trained again, each time from new initial weights (the
+#: seed plus 1000 times the restart's number) and with the learning rate divided by 3: new
+#: weights alone died again on MNIST "1" (benchmarks/restoration_collapse_probe.py).
+RESTARTS = 2
+RESTART_SEED_STEP, RESTART_LR_DIVISOR = 1000, 3
 
 
 class RestorationAEDetector(AutoencoderDetector):
@@ -73,9 +91,40 @@ class RestorationAEDetector(AutoencoderDetector):
             raise ConfigError("normalise=True divides each erasure's error by its mean on held-out "
                               "normal images: call fit(train, val=...) (e.g. one_class_split(..., "
                               "val_fraction=0.1)), or use normalise=False")
+        erasures, fill = self._erasures()
+        probe = (self._images(train, "training data") if val_images is None
+                 else val_images)[:EVALUATION_BATCH_SIZE].to(self.device)
+        for restart in range(RESTARTS + 1):
+            if restart:  # the same images, erasures and order; new initial weights
+                set_seed(self.seed + RESTART_SEED_STEP * restart)
+                self._build()
+            lr = self.settings["lr"] / RESTART_LR_DIVISOR ** restart
+            history = self._train(train, val_images, after_epoch, erasures, fill, lr)
+            spread = restoration_spread(restorations(self.net.eval(), probe, erasures, fill))
+            if spread >= DEAD_SPREAD:
+                break
+        else:
+            warnings.warn(f"the restorer died in training {RESTARTS + 1} times (restorations "
+                          f"vary by {spread:.2g} < {DEAD_SPREAD} from image to image); its "
+                          "scores measure one painted image, not the input: try a lower lr or fewer "
+                          "base_channels",
+                          RuntimeWarning, stacklevel=3)
+        history.restarts = restart
+        self.erasure_means = None
+        if self.settings["normalise"]:
+            self.erasure_means = in_batches(self._erasure_errors, val_images, self.device).mean(dim=0)
+        return history
+
+    def _erasures(self) -> tuple:
+        return ERASURE_SETS[self.settings["erasures"]], MID_GREY[self.value_range]
+
+    def _erasure_errors(self, x):
+        erasures, fill = self._erasures()
+        return restoration_errors(x, restorations(self.net, x, erasures, fill), self.settings["loss"])
+
+    def _train(self, train, val_images, after_epoch, erasures, fill, lr) -> History:
         net, error = self.net, self.settings["loss"]
-        erasures, fill = ERASURE_SETS[self.settings["erasures"]], MID_GREY[self.value_range]
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.settings["lr"])
+        optimizer = torch.optim.Adam(net.parameters(), lr=lr)
         draws = torch.Generator().manual_seed(self.seed)  # the erasures, by the seed alone
 
         def step(images, *_):
@@ -85,17 +134,9 @@ class RestorationAEDetector(AutoencoderDetector):
             optimizer.step()
             return {"loss": loss.item()}
 
-        def per_erasure(x):
-            return restoration_errors(x, restorations(net, x, erasures, fill), error)
-
-        validate = self._validation(val_images, lambda x: per_erasure(x).mean(dim=1))
-        history = train_epochs(step, self._loader(train, shuffle=True), self.settings["epochs"],
-                               {"net": net}, self.device, validate, after_epoch, self.progress)
-        self.erasure_means = None
-        if self.settings["normalise"]:
-            net.eval()
-            self.erasure_means = in_batches(per_erasure, val_images, self.device).mean(dim=0)
-        return history
+        validate = self._validation(val_images, lambda x: self._erasure_errors(x).mean(dim=1))
+        return train_epochs(step, self._loader(train, shuffle=True), self.settings["epochs"],
+                            {"net": net}, self.device, validate, after_epoch, self.progress)
 
     def _score(self, images, classes, labels) -> Scores:
         return _erasure_scores(self, images, classes, labels)

@@ -103,6 +103,13 @@ def restorations(net, images: torch.Tensor, erasures=TURNS, fill: float = 0.0) -
     return torch.stack([net(erasure(images, fill)) for erasure in erasures])
 
 
+def restoration_spread(restored: torch.Tensor) -> float:
+    """How much restorations (from :func:`restorations`) differ from image to image: the standard
+    deviation over the images, averaged over erasures and pixels. 0 means one output for every
+    input: the network died in training (chapter 09's 64-map restorer on MNIST "1")."""
+    return float(restored.std(dim=1).mean())
+
+
 def restoration_errors(images: torch.Tensor, restored: torch.Tensor,
                        error: str = "mse") -> torch.Tensor:
     """Per-image error of each restoration to the original image: (N, number of erasures)."""
