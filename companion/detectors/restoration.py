@@ -40,7 +40,7 @@ from .base import EVALUATION_BATCH_SIZE, in_batches
 MID_GREY = {"[-1, 1]": 0.0, "[0, 1]": 0.5}
 ARCHITECTURES = {"conv": ConvAutoencoder, "unet": RestorationUNet}
 #: Restorations of held-out normal images that vary less than this from image to image
-#: (:func:`restoration_spread`) come from a dead network: a dead one's vary by about 1e-8, a
+#: (:func:`restoration_spread`) come from a dead network: a dead one's vary by 1e-8 to 7e-8, a
 #: trained live one's by about 0.1, a tiny untrained test network's still by 3e-4.
 DEAD_SPREAD = 1e-6
 #: How many times a dead network is trained again, each time from new initial weights (the
@@ -104,7 +104,8 @@ class RestorationAEDetector(AutoencoderDetector):
             if spread >= DEAD_SPREAD:
                 break
         else:
-            warnings.warn(f"the restorer died in training {RESTARTS + 1} times (restorations "
+            times = f"{RESTARTS + 1} times" if RESTARTS else "once"
+            warnings.warn(f"the restorer died in training {times} (restorations "
                           f"vary by {spread:.2g} < {DEAD_SPREAD} from image to image); its "
                           "scores measure one painted image, not the input: try a lower lr or fewer "
                           "base_channels",
