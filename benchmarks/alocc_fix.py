@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import companion
-from companion import ClassSubset, detectors
+from companion import detectors
 from companion.files import atomic_path
 from companion.metrics import detection_metrics
 
@@ -59,9 +59,7 @@ def run_digit(dataset, normal_class, variant, data_dir) -> list[dict]:
     split = companion.one_class_split(dataset, [normal_class], None, data_dir=data_dir,
                                       value_range="[0, 1]", verbose=False, val_fraction=0.2,
                                       seed=0)
-    others = [c for c in range(split.info.num_classes) if c != normal_class]
-    pool = ClassSubset(split.train.dataset, [], others,
-                       value_range=split.value_range).sample(OTHER_CLASS_IMAGES, 0)
+    pool = split.training_anomalies(OTHER_CLASS_IMAGES, seed=0)
     selection_labels = np.r_[np.zeros(len(split.val)), np.ones(len(pool))]
     det = detectors.make("alocc", device="cpu", seed=0, progress=False, **PHASE_ONE[variant])
     rows = []

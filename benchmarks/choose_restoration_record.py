@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import companion
-from companion import ClassSubset, detectors
+from companion import detectors
 from companion.benchmark.results import (RESTORATION_CANDIDATES as CANDIDATES,
                                         RESTORATION_ROUND_TWO as ROUND_TWO,
                                         choose_restoration_record, restoration_ablation)
@@ -43,9 +43,7 @@ def run(dataset, normal_class, changes, data_dir) -> dict:
     split = companion.one_class_split(dataset, [normal_class], None, data_dir=data_dir,
                                       verbose=False, val_fraction=0.2, seed=0)
     train, own_val = split.train.partition(0.125, seed=0)
-    others = [c for c in range(split.info.num_classes) if c != normal_class]
-    pool = ClassSubset(split.train.dataset, [], others,
-                       value_range=split.value_range).sample(OTHER_CLASS_IMAGES, 0)
+    pool = split.training_anomalies(OTHER_CLASS_IMAGES, seed=0)
     labels = np.r_[np.zeros(len(split.val)), np.ones(len(pool))]
     changes = dict(changes)
     seeds = changes.pop("seeds", [0])

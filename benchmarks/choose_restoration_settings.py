@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import companion
-from companion import ClassSubset, detectors
+from companion import detectors
 from companion.files import atomic_path
 from companion.metrics import detection_metrics
 
@@ -33,9 +33,7 @@ OTHER_CLASS_IMAGES = 1500
 def training_split_curve(dataset, normal_class, base_channels, epochs, every, data_dir):
     split = companion.one_class_split(dataset, [normal_class], None, data_dir=data_dir,
                                       verbose=False, val_fraction=0.2, seed=0)
-    others = [c for c in range(split.info.num_classes) if c != normal_class]
-    pool = ClassSubset(split.train.dataset, [], others,
-                       value_range=split.value_range).sample(OTHER_CLASS_IMAGES, 0)
+    pool = split.training_anomalies(OTHER_CLASS_IMAGES, seed=0)
     det = detectors.make("restoration_ae", base_channels=base_channels, latent_dim=32,
                          epochs=epochs, batch_size=64, lr=1e-3, device="cpu", seed=0,
                          progress=False)

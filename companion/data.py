@@ -339,6 +339,13 @@ class OneClassSplit:
     def image_shape(self) -> tuple[int, ...]:
         return tuple(self.train[0][0].shape)
 
+    def training_anomalies(self, size: int, seed: int = 0) -> ClassSubset:
+        """``size`` *training* images of the anomaly classes, drawn at random. Beside ``val``
+        (held-out normal images) they make a selection set, on which settings are chosen
+        without the test split (the choice scripts of chapters 06 and 09, ``benchmarks/``)."""
+        return ClassSubset(self.train.dataset, [], self.anomaly_classes,
+                           value_range=self.value_range).sample(size, seed)
+
     def describe(self) -> dict:
         """Plain facts for a results file: dataset, classes, sizes, sources."""
         return {

@@ -257,6 +257,20 @@ def test_anomaly_classes_none_means_every_other_class(mnist_data_dir):
     assert int(split.test.anomaly_labels.sum()) == 10_000 - 1135
 
 
+def test_training_anomalies_are_training_images_of_the_anomaly_classes(mnist_data_dir):
+    split = one_class_split("mnist", [1], [3, 8], data_dir=mnist_data_dir, verbose=False,
+                            val_fraction=0.2, seed=0)
+    pool = split.training_anomalies(300, seed=0)
+    assert len(pool) == 300 and pool.dataset is split.train.dataset, "from the training split"
+    assert set(pool.class_counts()) == {3, 8} and int(pool.anomaly_labels.sum()) == 300
+    assert pool.value_range == split.value_range
+    assert torch.equal(pool.indices, split.training_anomalies(300, seed=0).indices)
+    assert not torch.equal(pool.indices, split.training_anomalies(300, seed=1).indices)
+    # what the choice scripts built by hand before the method existed (their records used it)
+    by_hand = ClassSubset(split.train.dataset, [], [3, 8]).sample(300, 0)
+    assert torch.equal(pool.indices, by_hand.indices)
+
+
 def test_describe_reports_sizes_and_sources(mnist_data_dir):
     split = one_class_split("mnist", [1], [8, 9], data_dir=mnist_data_dir, verbose=False)
     facts = split.describe()
