@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from companion import benchmark
-from companion.benchmark import (BenchmarkModel, class_table, headline_summary, mean_over_classes,
-                                 planned_runs, read_rows, run_benchmark, run_key, score_table,
-                                 summarise)
+from companion.benchmark import (BenchmarkModel, class_table, headline_summary, markdown_summary,
+                                 mean_over_classes, planned_runs, read_rows, run_benchmark, run_key,
+                                 score_table, summarise)
 from companion.benchmark.__main__ import main
 from companion.detectors import REGISTRY, Detector
 from companion.engine import History, resolve_device
@@ -283,6 +283,19 @@ def test_score_table_marks_each_models_headline_once():
             for c, a in [(0, 0.8), (1, 0.6)]]
     lines = score_table(rows, {"m": "mse"}).splitlines()[1:]
     assert [line.split()[2:] for line in lines] == [["mse", "70.00", "headline"], ["ssim", "30.00"]]
+
+
+def test_markdown_summary_gives_each_model_and_the_whole_benchmarks_minutes():
+    rows = [{"model": m, "dataset": d, "normal_class": c, "seed": 0, "auroc": 0.5 + c / 10,
+             "seconds": 60.0 * (1 + c)} for m in ("a", "b") for d in ("mnist", "fashion-mnist")
+            for c in (0, 1)]
+    rows = [row for row in rows if (row["model"], row["dataset"]) != ("b", "fashion-mnist")]
+    lines = markdown_summary(rows, {"a": "mse", "b": "nll"}, {"mnist": {"P": 97.0}}).splitlines()
+    assert lines[2] == "| a | `mse` | 2 of 30 | 55.00 | 3.0 | 2 of 30 | 55.00 | 3.0 |"
+    assert lines[3] == "| b | `nll` | 2 of 30 | 55.00 | 3.0 | 0 of 30 |  |  |"
+    assert lines[4] == ("| every model | (one thread, runs in turn) | 4 in all |  | 6.0 | "
+                        "2 in all |  | 3.0 |")
+    assert lines[5] == "| P | published |  | 97.00 |  |  |  |  |"
 
 
 def test_benchmarks_readme_shows_what_the_committed_grid_holds():
