@@ -20,7 +20,7 @@ import torch
 import companion
 from companion import detectors
 from companion.detectors import restoration
-from companion.models.restoration import restoration_spread, restorations
+from companion.models.restoration import ERASURE_SETS, restoration_spread, restorations
 
 
 def main():
@@ -37,11 +37,14 @@ def main():
                              base_channels=base_channels, normalise=True)
         history = det.fit(train, val=split.val)
         scores = det.score(test)
-        held_out = restoration_spread(restorations(det.net, split.val.tensors()[0][:512], *det._erasures()))
-        print(f"{base_channels} feature maps, restarts {history.restarts}: loss {[round(x, 4) for x in history['loss']]}, "
+        held_out = restoration_spread(restorations(det.net, split.val.tensors()[0][:512],
+                                                   ERASURE_SETS["turns"]))
+        print(f"{base_channels} feature maps, restarts {history.restarts}: loss "
+              f"{[round(x, 4) for x in history['loss']]}, "
               f"val {[round(x, 4) for x in history['val_loss']]}, kept epoch "
               f"{history.chosen_epoch}, test AUROC {scores.auroc():.4f}, output spread "
-              f"{scores.outputs.std(dim=0).mean().item():.4f} (held-out training images {held_out:.4f})",
+              f"{scores.outputs.std(dim=0).mean().item():.4f} (held-out training images "
+              f"{held_out:.4f})",
               flush=True)
 
 

@@ -1,6 +1,8 @@
 """The restoration autoencoder (chapter 09): the erasure, the loss, the scores over all
 erasures, seeding, checkpoints, and detection on a small real split."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -272,6 +274,12 @@ def test_a_live_restorer_trains_once_and_the_guard_changes_nothing(monkeypatch, 
     assert history.restarts == 0 and lrs == [1e-3]
     for mine, theirs in zip(det.net.state_dict().values(), fitted[0].net.state_dict().values()):
         assert torch.equal(mine, theirs), "a live restorer's weights do not depend on the guard"
+    # The check itself is one forward pass in evaluation mode: it moves no weight, no buffer
+    # and no random state, so a live network ends exactly as it would without the guard.
+    before, random_state = copy.deepcopy(det.net.state_dict()), torch.random.get_rng_state()
+    restorations(det.net.eval(), random_images(8), ERASURE_SETS["turns+patches"], 0.5)
+    assert torch.equal(torch.random.get_rng_state(), random_state)
+    assert all(torch.equal(w, before[k]) for k, w in det.net.state_dict().items())
 
 
 def test_a_dead_restorer_is_trained_again_from_new_weights_with_a_lower_lr(monkeypatch, fitted):

@@ -213,7 +213,8 @@ def score_table(rows, headlines: dict) -> str:
 def markdown_summary(rows, headlines: dict, published_means: dict) -> str:
     """The committed grid in one Markdown table (benchmarks/README.md): per model and dataset,
     runs of 30, mean AUROC (%) of the headline over the classes present, and minutes; then the
-    minutes of every run together, and the published means underneath. A test checks that the README shows what the file holds."""
+    minutes of every run together, and the published means underneath. A test checks that the
+    README shows what the file holds."""
     datasets = ["mnist", "fashion-mnist"]
     lines = ["| model | headline | " + " | ".join(f"{d}: runs | {d}: mean AUROC (%) | {d}: minutes"
                                               for d in datasets) + " |",

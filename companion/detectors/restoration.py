@@ -105,15 +105,15 @@ class RestorationAEDetector(AutoencoderDetector):
                 break
         else:
             times = f"{RESTARTS + 1} times" if RESTARTS else "once"
-            warnings.warn(f"the restorer died in training {times} (restorations "
-                          f"vary by {spread:.2g} < {DEAD_SPREAD} from image to image); its "
-                          "scores measure one painted image, not the input: try a lower lr or fewer "
-                          "base_channels",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(f"the restorer died in training {times} (restorations vary by "
+                          f"{spread:.2g} < {DEAD_SPREAD} from image to image); its scores "
+                          "measure one painted image, not the input: try a lower lr or fewer "
+                          "base_channels", RuntimeWarning, stacklevel=3)
         history.restarts = restart
         self.erasure_means = None
         if self.settings["normalise"]:
-            self.erasure_means = in_batches(self._erasure_errors, val_images, self.device).mean(dim=0)
+            self.erasure_means = in_batches(self._erasure_errors, val_images,
+                                            self.device).mean(dim=0)
         return history
 
     def _erasures(self) -> tuple:
@@ -121,7 +121,8 @@ class RestorationAEDetector(AutoencoderDetector):
 
     def _erasure_errors(self, x):
         erasures, fill = self._erasures()
-        return restoration_errors(x, restorations(self.net, x, erasures, fill), self.settings["loss"])
+        return restoration_errors(x, restorations(self.net, x, erasures, fill),
+                                  self.settings["loss"])
 
     def _train(self, train, val_images, after_epoch, erasures, fill, lr) -> History:
         net, error = self.net, self.settings["loss"]
