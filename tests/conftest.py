@@ -1,6 +1,7 @@
 """Shared test set-up: marks what is slow, so `pytest -m "not slow"` is the quick subset, and
 wraps hand-made images in the data type that detectors fit and score."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ from companion import ClassSubset
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+# A chapter runs in about 2 minutes at its defaults: a cell still running after 10 is hung, and
+# fails its test instead of holding the whole run until CI's time limit.
+CELL_TIMEOUT_S = 600
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +38,22 @@ def built_book(book_build):
     returncode, log, html = book_build
     assert returncode == 0, log
     return html
+
+
+SESSION_START = time.monotonic()
+REPORTER = []
+
+
+def pytest_configure(config):
+    REPORTER.append(config.pluginmanager.get_plugin("terminalreporter"))
+
+
+def pytest_runtest_logreport(report):
+    """A slow test's seconds, printed as it ends: a log cut off by CI's time limit still shows
+    where the time went (``--durations`` prints only at the end)."""
+    if report.when == "call" and report.duration > 20 and REPORTER[0] is not None:
+        REPORTER[0].write_line(f"[{report.duration:.0f} s, {time.monotonic() - SESSION_START:.0f} s "
+                               f"into the run] {report.nodeid}")
 
 
 def pytest_collection_modifyitems(items):

@@ -14,7 +14,7 @@ import papermill
 import pytest
 from nbval.plugin import coalesce_streams, transform_streams_for_comparison
 
-from conftest import CHAPTERS, ROOT
+from conftest import CELL_TIMEOUT_S, CHAPTERS, ROOT
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 
@@ -75,7 +75,7 @@ def test_chapter_runs_at_its_defaults_and_shows_its_committed_checked_outputs(ch
         parameters["CHECKPOINT_DIR"] = str(tmp_path / "checkpoints")
     executed = papermill.execute_notebook(str(chapter), str(tmp_path / chapter.name),
                                           parameters=parameters, cwd=str(chapter.parent),
-                                          progress_bar=False, kernel_name="python3")
+                                          progress_bar=False, kernel_name="python3", execution_timeout=CELL_TIMEOUT_S)
     committed = checked_cells(nbformat.read(chapter, as_version=4))
     ran = checked_cells(nbformat.from_dict(executed))
     assert len(ran) == len(committed)
@@ -105,7 +105,7 @@ def test_bad_parameter_fails_at_first_use_with_one_line(tmp_path):
         papermill.execute_notebook(str(chapter), str(tmp_path / "out.ipynb"),
                                    parameters={"NORMAL_CLASSES": [10], "PROGRESS": False},
                                    cwd=str(chapter.parent), progress_bar=False,
-                                   kernel_name="python3")
+                                   kernel_name="python3", execution_timeout=CELL_TIMEOUT_S)
     error = failure.value
     assert error.ename == "ConfigError"
     assert "NORMAL_CLASSES contains 10" in error.evalue

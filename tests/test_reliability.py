@@ -35,9 +35,8 @@ from companion.benchmark.runner import run_benchmark
 from companion.errors import (CheckpointError, CompanionError, ConfigError, DataError,
                               DatasetNotFoundError, DeviceError)
 from companion.parameters import CLASS_LISTS, PARAMETERS, check_parameters
+from conftest import CELL_TIMEOUT_S, CHAPTERS, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 SHIPPED_MNIST = ROOT / "companion" / "offline_data" / "mnist"
 
 
@@ -146,7 +145,7 @@ def _wrong_run(chapter: Path, tmp_path: Path):
             str(chapter), str(tmp_path / chapter.name), cwd=str(chapter.parent),
             parameters={name: value, "RESULTS_DIR": str(results),
                         "DATA_DIR": str(tmp_path / chapter.stem / "data")},
-            progress_bar=False, kernel_name="python3")
+            progress_bar=False, kernel_name="python3", execution_timeout=CELL_TIMEOUT_S)
     except papermill.PapermillExecutionError as error:
         return name, value, error, time.perf_counter() - start, results
     return name, value, None, time.perf_counter() - start, results

@@ -15,7 +15,7 @@ from companion import detectors, localisation, surfaces
 from companion.errors import ConfigError, DataError, DatasetNotFoundError
 from companion.models import SSIMAutoencoder
 from companion.scores import Scores
-from conftest import ROOT
+from conftest import CELL_TIMEOUT_S, ROOT
 
 CHAPTER = ROOT / "chapters" / "11_inspecting_surfaces.ipynb"
 
@@ -275,7 +275,7 @@ def run_chapter(tmp_path, folder, **parameters):
     out = tmp_path / "results"
     papermill.execute_notebook(
         str(CHAPTER), str(tmp_path / "out.ipynb"), cwd=str(CHAPTER.parent), progress_bar=False,
-        kernel_name="python3",
+        kernel_name="python3", execution_timeout=CELL_TIMEOUT_S,
         parameters={"DATASET": "folder", "FOLDER": str(folder), "CATEGORY": "widget",
                     "IMAGE_SIZE": 32, "EPOCHS": 1, "ALOCC_EPOCHS": 1, "FNET_EPOCHS": 1,
                     "STEPS": 2, "DEVICE": "cpu", "PROGRESS": False, "RESULTS_DIR": str(out),
