@@ -41,19 +41,20 @@ def built_book(book_build):
 
 
 SESSION_START = time.monotonic()
-REPORTER = []
+CONFIG = []
 
 
 def pytest_configure(config):
-    REPORTER.append(config.pluginmanager.get_plugin("terminalreporter"))
+    CONFIG.append(config)
 
 
 def pytest_runtest_logreport(report):
     """A slow test's seconds, printed as it ends: a log cut off by CI's time limit still shows
     where the time went (``--durations`` prints only at the end)."""
-    if report.when == "call" and report.duration > 20 and REPORTER[0] is not None:
-        REPORTER[0].write_line(f"[{report.duration:.0f} s, {time.monotonic() - SESSION_START:.0f} s "
-                               f"into the run] {report.nodeid}")
+    reporter = CONFIG[0].pluginmanager.get_plugin("terminalreporter")
+    if report.when == "call" and report.duration > 20 and reporter is not None:
+        reporter.write_line(f"[{report.duration:.0f} s, {time.monotonic() - SESSION_START:.0f} s "
+                            f"into the run] {report.nodeid}")
 
 
 def pytest_collection_modifyitems(items):
