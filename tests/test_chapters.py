@@ -75,7 +75,8 @@ def test_chapter_runs_at_its_defaults_and_shows_its_committed_checked_outputs(ch
         parameters["CHECKPOINT_DIR"] = str(tmp_path / "checkpoints")
     executed = papermill.execute_notebook(str(chapter), str(tmp_path / chapter.name),
                                           parameters=parameters, cwd=str(chapter.parent),
-                                          progress_bar=False, kernel_name="python3", execution_timeout=CELL_TIMEOUT_S)
+                                          progress_bar=False, kernel_name="python3",
+                                          execution_timeout=CELL_TIMEOUT_S)
     committed = checked_cells(nbformat.read(chapter, as_version=4))
     ran = checked_cells(nbformat.from_dict(executed))
     assert len(ran) == len(committed)
