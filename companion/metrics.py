@@ -41,18 +41,19 @@ def format_table(rows: dict, columns, row_header: str = "", width: int = 12,
     """A plain-text table: one line per row name, ``rows[name][column]`` in each cell.
 
     Numbers use ``number_format``; other values are printed as they are; a missing cell is
-    left blank. Used for every AUROC table the chapters print.
+    left blank. Columns are ``width`` characters wide, wider where a header or a cell needs it,
+    so that neighbouring cells never run together. Used for every AUROC table the chapters print.
     """
     columns = list(columns)
+    cells = {name: [format(value, number_format) if isinstance(value, (float, np.floating))
+                    else str(value) for value in (row.get(c, "") for c in columns)]
+             for name, row in rows.items()}
+    widths = [max([width, len(str(c)) + 1] + [len(line[k]) + 1 for line in cells.values()])
+              for k, c in enumerate(columns)]
     first = max([len(row_header)] + [len(str(name)) for name in rows]) + 2
-    lines = [f"{row_header:<{first}}" + "".join(f"{str(c):>{width}}" for c in columns)]
-    for name, cells in rows.items():
-        formatted = []
-        for column in columns:
-            value = cells.get(column, "")
-            formatted.append(f"{value:>{width}{number_format}}"
-                             if isinstance(value, (float, np.floating)) else f"{str(value):>{width}}")
-        lines.append(f"{str(name):<{first}}" + "".join(formatted))
+    lines = [f"{row_header:<{first}}" + "".join(f"{str(c):>{w}}" for c, w in zip(columns, widths))]
+    for name, line in cells.items():
+        lines.append(f"{str(name):<{first}}" + "".join(f"{cell:>{w}}" for cell, w in zip(line, widths)))
     return "\n".join(lines)
 
 

@@ -283,6 +283,9 @@ def test_score_table_marks_each_models_headline_once():
             for c, a in [(0, 0.8), (1, 0.6)]]
     lines = score_table(rows, {"m": "mse"}).splitlines()[1:]
     assert [line.split()[2:] for line in lines] == [["mse", "70.00", "headline"], ["ssim", "30.00"]]
+    long_name = score_table([{**row, "model": "restoration_plus", "dataset": "fashion-mnist"}
+                             for row in rows], {"restoration_plus": "mse"}).splitlines()
+    assert long_name[1].split()[:3] == ["restoration_plus", "fashion-mnist", "mse"]
 
 
 def test_markdown_summary_gives_each_model_and_the_whole_benchmarks_minutes():

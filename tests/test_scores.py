@@ -323,3 +323,18 @@ def test_format_table_aligns_numbers_text_and_blanks():
                                   "alocc      0.5000        "]
     percent = format_table({"a": {"x": np.float32(0.25)}}, ["x"], number_format=".1%")
     assert percent.endswith("25.0%")
+
+
+def test_format_table_widens_a_column_that_a_header_or_cell_overflows():
+    # chapter 10's settings table once printed "40normalised restoration mse", chapter 04's
+    # header "aurocaverage_precision": a cell longer than the width ran into its neighbour
+    table = format_table({"restoration_plus": {"epochs": 40, "score": "normalised restoration mse"},
+                          "vae": {"epochs": 20, "score": "nll"}},
+                         ["epochs", "score"], "model", width=8).splitlines()
+    assert [line.split(maxsplit=2) for line in table] == [
+        ["model", "epochs", "score"], ["restoration_plus", "40", "normalised restoration mse"],
+        ["vae", "20", "nll"]]
+    assert len({len(line) for line in table}) == 1, "every line as wide as the widest"
+    header = format_table({"m": {"auroc": 0.5, "average_precision": 0.25}},
+                          ["auroc", "average_precision"], width=12).splitlines()[0]
+    assert header.split() == ["auroc", "average_precision"]

@@ -199,15 +199,20 @@ def mean_by_score(rows) -> dict:
 def score_table(rows, headlines: dict) -> str:
     """:func:`mean_by_score` in % as a table, one line per (model, dataset, score), marking the
     headline score ``headlines`` names for each model; chapter 10."""
+    by_score = mean_by_score(rows)
+    # the model and dataset columns as wide as their longest name, and a space more
+    model_width = max([len("model")] + [len(model) for model in by_score]) + 1
+    dataset_width = max([len("dataset")] + [len(d) for per_dataset in by_score.values()
+                                            for d in per_dataset]) + 1
     lines = {}
-    for model, per_dataset in mean_by_score(rows).items():
+    for model, per_dataset in by_score.items():
         for dataset, means in per_dataset.items():
             for score, mean in means.items():
-                lines[f"{model:<15}{dataset:<15}{score}"] = {
+                lines[f"{model:<{model_width}}{dataset:<{dataset_width}}{score}"] = {
                     "mean AUROC (%)": f"{100 * mean:.2f}",
                     "headline": "headline" if headlines.get(model) == score else ""}
     return format_table(lines, ["mean AUROC (%)", "headline"],
-                        f"{'model':<15}{'dataset':<15}score", width=16)
+                        f"{'model':<{model_width}}{'dataset':<{dataset_width}}score", width=16)
 
 
 def markdown_summary(rows, headlines: dict, published_means: dict) -> str:
