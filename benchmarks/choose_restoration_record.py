@@ -26,9 +26,12 @@ import torch
 
 import companion
 from companion import detectors
+from companion.benchmark import MODELS
 from companion.benchmark.results import (RESTORATION_CANDIDATES as CANDIDATES,
+                                        RESTORATION_ROUND_THREE as ROUND_THREE,
                                         RESTORATION_ROUND_TWO as ROUND_TWO,
-                                        choose_restoration_record, restoration_ablation)
+                                        choose_restoration_record, restoration_ablation,
+                                        restoration_round_three)
 from companion.files import atomic_path
 from companion.metrics import detection_metrics, format_table
 
@@ -47,35 +50,57 @@ def run(dataset, normal_class, changes, data_dir) -> dict:
     labels = np.r_[np.zeros(len(split.val)), np.ones(len(pool))]
     changes = dict(changes)
     seeds = changes.pop("seeds", [0])
+    partner = changes.pop("partner", None)
     parts = {"selection": [], "test": []}
     start = time.perf_counter()
-    for seed in seeds:
-        det = detectors.make("restoration_ae", device="cpu", seed=seed, progress=False,
-                             normalise=True, **{**BASELINE, **changes})
-        det.fit(train, val=own_val)
-        error = det.settings["loss"]
-        names = {"plain": f"restoration {error}", "normalised": f"normalised restoration {error}"}
-        scored = {"own_val": det.score(own_val), "normal": det.score(split.val),
-                  "anomalous": det.score(pool), "test": det.score(split.test)}
+
+    def add_part(scored, names):
         # each network's headline divided by its mean on its own held-out normal images, so
         # that an ensemble averages like with like (a no-op for the normalised headline)
         scale = {kind: float(scored["own_val"][n].mean()) for kind, n in names.items()}
         parts["selection"].append({kind: np.r_[scored["normal"][n], scored["anomalous"][n]]
                                    / scale[kind] for kind, n in names.items()})
         parts["test"].append({kind: scored["test"][n] / scale[kind] for kind, n in names.items()})
+
+    def score_all(det):
+        return {"own_val": det.score(own_val), "normal": det.score(split.val),
+                "anomalous": det.score(pool), "test": det.score(split.test)}
+
+    for seed in seeds:
+        det = detectors.make("restoration_ae", device="cpu", seed=seed, progress=False,
+                             normalise=True, **{**BASELINE, **changes})
+        det.fit(train, val=own_val)
+        error = det.settings["loss"]
+        names = {"plain": f"restoration {error}", "normalised": f"normalised restoration {error}"}
+        scored = score_all(det)
+        add_part(scored, names)
+    restorer_parts = list(parts["selection"]), list(parts["test"])
+    if partner is not None:  # a second network of another kind, averaged in like a seed
+        settings = {k: v for k, v in MODELS[partner].defaults(dataset).items() if k != "score"}
+        other = detectors.make(MODELS[partner].detector, **{**settings, "device": "cpu",
+                                                            "seed": seeds[0], "progress": False})
+        other.fit(train, val=own_val)
+        headline = other.headline
+        add_part(score_all(other), {"plain": headline, "normalised": headline})
     seconds = time.perf_counter() - start
     test_labels = scored["test"].labels
 
-    def auroc(part, truth):
-        return {kind: detection_metrics(truth, np.mean([p[kind] for p in parts[part]], axis=0))[
+    def auroc(part, truth, chosen=None):
+        chosen = parts[part] if chosen is None else chosen
+        return {kind: detection_metrics(truth, np.mean([p[kind] for p in chosen], axis=0))[
             "auroc"] for kind in ("plain", "normalised")}
-    return {"dataset": dataset, "class": normal_class, "changes": {**changes, "seeds": seeds},
-            "train_size": len(train), "own_val_size": len(own_val),
-            "selection_size": len(labels), "seconds": round(seconds, 1),
-            "chosen_epoch": det.history.chosen_epoch,
-            "selection": auroc("selection", labels), "test": auroc("test", test_labels),
-            "test_by_erasure": {n: a for n, a in scored["test"].aurocs().items()
-                                if n not in names.values()}}
+    row = {"dataset": dataset, "class": normal_class,
+           "changes": {**changes, "seeds": seeds, **({"partner": partner} if partner else {})},
+           "train_size": len(train), "own_val_size": len(own_val),
+           "selection_size": len(labels), "seconds": round(seconds, 1),
+           "chosen_epoch": det.history.chosen_epoch,
+           "selection": auroc("selection", labels), "test": auroc("test", test_labels),
+           "test_by_erasure": {n: a for n, a in scored["test"].aurocs().items()
+                               if n not in names.values()}}
+    if partner is not None:  # the restorer alone, to compare with the round that chose it
+        row["restorer_alone"] = {"selection": auroc("selection", labels, restorer_parts[0]),
+                                 "test": auroc("test", test_labels, restorer_parts[1])}
+    return row
 
 
 def main():
@@ -92,6 +117,7 @@ def main():
         print(format_table(table, [*CLASSES, "test", "sel. set"], "candidate",
                            width=10, number_format=".2f"))
         print(json.dumps(choose_restoration_record(rows, CANDIDATES), indent=1))
+        print(json.dumps(restoration_round_three(rows), indent=1))
         return
     torch.set_num_threads(1)
 
@@ -118,6 +144,10 @@ def main():
         for name, changes in ROUND_TWO.items():
             measure(name, changes)
         print(json.dumps(choose_restoration_record(rows, CANDIDATES), indent=1))
+    if choose_restoration_record(rows, CANDIDATES)["chosen"] == "64 feature maps":
+        for name, changes in ROUND_THREE.items():  # round three, on top of round two's choice
+            measure(name, changes)
+        print(json.dumps(restoration_round_three(rows), indent=1))
 
 
 if __name__ == "__main__":

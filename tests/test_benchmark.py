@@ -469,3 +469,19 @@ def test_restoration_record_rule_runs_a_second_round_when_the_baseline_stays():
     assert decision["settings"] == {"base_channels": 64, "normalise": False}
     neither = first + rows("64 feature maps", 0.89) + rows("3-seed ensemble", 0.90)
     assert choose_restoration_record(neither)["chosen"] == "baseline"
+
+
+def test_restoration_round_three_adopts_a_candidate_only_above_round_twos_choice():
+    from companion.benchmark import restoration_round_three
+
+    def rows(name, values):
+        return [{"candidate": name, "class": c, "selection": {"plain": 0.0, "normalised": v}}
+                for c, v in zip((0, 2), values)]
+    chosen = rows("64 feature maps", (0.90, 0.96))
+    waiting = restoration_round_three(chosen + rows("+ dense AE", (0.99,)))
+    assert waiting["adopted"] is None, "one class of two is not a mean"
+    better = restoration_round_three(chosen + rows("+ dense AE", (0.92, 0.95)))
+    assert better["means"] == pytest.approx({"64 feature maps": 0.93, "+ dense AE": 0.935})
+    assert better["adopted"] == ["+ dense AE"]
+    level = restoration_round_three(chosen + rows("+ dense AE", (0.96, 0.90)))
+    assert level["adopted"] == [], "a tie is no gain"

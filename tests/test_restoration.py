@@ -294,3 +294,30 @@ def test_a_restorer_that_dies_every_time_says_so(monkeypatch):
     with pytest.warns(RuntimeWarning, match="died in training 3 times.*lower lr"):
         _, history, lrs = _fit_recording_lrs(monkeypatch, dead_trainings=3, lr=3e-3)
     assert history.restarts == 2 and lrs == pytest.approx([3e-3, 1e-3, 1e-3 / 3])
+
+
+def test_the_pair_averages_the_restorer_and_a_dense_ae_each_on_its_held_out_scale():
+    settings = dict(seed=3, normalise=True, **TINY)
+    train = labelled_subset(random_images(16), [0] * 16)
+    val = labelled_subset(random_images(6, seed=2), [0] * 6)
+    test = labelled_subset(random_images(10, seed=1), [0] * 5 + [1] * 5, anomaly_classes=[1])
+    pair = detectors.make("restoration_pair", partner_latent_dim=4, partner_epochs=2, **settings)
+    with pytest.raises(ConfigError, match="held-out normal images.*val="):
+        pair.fit(train)
+    pair.fit(train, val=val)
+    restorer = detectors.make("restoration_ae", **settings)
+    restorer.fit(train, val=val)
+    dense = detectors.make("dense_ae", latent_dim=4, epochs=2, batch_size=16, seed=3,
+                           device="cpu", progress=False)
+    dense.fit(train, val=val)
+    scores = pair.score(test)
+    alone, dense_scores = restorer.score(test), dense.score(test)
+    # the same seed and images give the same two networks as the detectors trained alone
+    assert np.array_equal(scores["normalised restoration mse"], alone["normalised restoration mse"])
+    assert np.array_equal(scores["dense mse"], dense_scores["mse"])
+    scale = (restorer.score(val)["normalised restoration mse"].mean(), dense.score(val)["mse"].mean())
+    np.testing.assert_allclose(scores["restoration + dense"],
+                               (alone["normalised restoration mse"] / scale[0]
+                                + dense_scores["mse"] / scale[1]) / 2, rtol=1e-5)
+    assert pair.score(val)["restoration + dense"].mean() == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_array_equal(scores.maps, alone.maps)

@@ -334,6 +334,30 @@ RESTORATION_ROUND_TWO = {"64 feature maps": {"base_channels": 64},
                          "3-seed ensemble": {"seeds": [0, 1, 2]}}
 
 
+#: The rule's third round, on top of round two's choice: a dense AE beside the 64-map restorer,
+#: each network's headline divided by its held-out normal mean, the two averaged.
+RESTORATION_ROUND_THREE = {"+ dense AE": {"base_channels": 64, "partner": "dense_ae"}}
+
+
+def restoration_round_three(trials: list[dict]) -> dict:
+    """Round three of ``benchmarks/results/restoration_record_rule.md`` on one dataset's rows:
+    the mean selection AUROC (normalised, over the classes of round two's 64-map rows) of
+    round two's choice and of each candidate, and the candidates adopted (those above it);
+    ``adopted`` is None until every run is in; chapter 09."""
+    classes = {row["class"] for row in trials if row["candidate"] == "64 feature maps"}
+
+    def mean(name):
+        values = {row["class"]: row["selection"]["normalised"] for row in trials
+                  if row["candidate"] == name}
+        return float(np.mean(list(values.values()))) if classes and set(values) == classes else None
+
+    means = {name: mean(name) for name in ["64 feature maps", *RESTORATION_ROUND_THREE]}
+    if any(value is None for value in means.values()):
+        return {"means": means, "adopted": None}
+    return {"means": means, "adopted": [name for name in RESTORATION_ROUND_THREE
+                                        if means[name] > means["64 feature maps"]]}
+
+
 def choose_restoration_record(trials: list[dict], candidates: dict = RESTORATION_CANDIDATES) -> dict:
     """The pre-registered choice of ``benchmarks/results/restoration_record_rule.md`` applied to
     ``benchmarks/choose_restoration_record.py``'s rows (one per candidate and class, with

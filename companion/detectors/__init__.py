@@ -11,9 +11,11 @@ from .autoencoder import (AutoencoderDetector, ConvAEDetector, DenseAEDetector, 
 from .base import EVALUATION_BATCH_SIZE, REGISTRY, Detector, in_batches, load, make
 from .fnet import FNetDetector, FNetOEDetector
 from .restoration import RestorationAEDetector
+from .restoration_pair import RestorationPairDetector
 from .vae import VAEDetector, vae_scores
 
 __all__ = ["ALOCCDetector", "AnoUnetDetector", "AutoencoderDetector", "ConvAEDetector",
            "DenseAEDetector", "Detector", "EVALUATION_BATCH_SIZE", "FNetDetector",
-           "FNetOEDetector", "REGISTRY", "RestorationAEDetector", "SSIMAEDetector", "VAEDetector",
+           "FNetOEDetector", "REGISTRY", "RestorationAEDetector", "RestorationPairDetector",
+           "SSIMAEDetector", "VAEDetector",
            "alocc_step", "fit_autoencoder", "in_batches", "load", "make", "vae_scores"]

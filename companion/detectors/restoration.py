@@ -185,7 +185,8 @@ def _erasure_scores(detector, images, classes, labels) -> Scores:
     means = getattr(detector, "erasure_means", None)
     if means is not None:
         values[f"normalised restoration {error}"] = (errors / means).mean(dim=1).numpy()
-    headline = (detector.headline if isinstance(detector, RestorationAEDetector)
-                else f"restoration {error}")
+    # the restorer's own headline (a detector built on it may report another)
+    headline = (RestorationAEDetector.headline_for(settings)
+                if isinstance(detector, RestorationAEDetector) else f"restoration {error}")
     return Scores(values, headline, labels, classes, detector.value_range,
                   maps=columns["maps"].numpy(), inputs=images, outputs=columns["upright"])
