@@ -60,7 +60,7 @@ quick-test: setup
 BENCHMARK := $(PY) -m companion.benchmark --out benchmarks/results/one_class.csv --seeds 0 1 2 \
 	--datasets mnist fashion-mnist --no-progress
 benchmark: setup
-	$(BENCHMARK) --models dense_ae conv_ae restoration_ae vae restoration_plus
+	$(BENCHMARK) --models dense_ae conv_ae restoration_ae vae restoration_plus restoration_pair
 	$(BENCHMARK) --models alocc alocc_fixed ano_unet fnet_distance fnet_oe
 
 clean:
