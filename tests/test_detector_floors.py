@@ -30,6 +30,7 @@ FLOORS = {
     "fnet_distance": 0.93,    # centre distance 0.972
     "fnet_oe": 0.94,          # centre distance 0.984
     "restoration_ae": 0.90,   # restoration mse 0.946
+    "restoration_pair": 0.95, # restoration + dense 1.000
     "ssim_ae": 0.93,          # 1-ssim 0.978
     "vae": 0.95,              # reconstruction NLL 0.987
 }
