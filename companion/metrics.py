@@ -53,7 +53,8 @@ def format_table(rows: dict, columns, row_header: str = "", width: int = 12,
     first = max([len(row_header)] + [len(str(name)) for name in rows]) + 2
     lines = [f"{row_header:<{first}}" + "".join(f"{str(c):>{w}}" for c, w in zip(columns, widths))]
     for name, line in cells.items():
-        lines.append(f"{str(name):<{first}}" + "".join(f"{cell:>{w}}" for cell, w in zip(line, widths)))
+        lines.append(f"{str(name):<{first}}"
+                     + "".join(f"{cell:>{w}}" for cell, w in zip(line, widths)))
     return "\n".join(lines)
 
 

@@ -87,13 +87,18 @@ def test_tables_and_recommendations_are_computed_from_the_numbers(tiny_results, 
     assert "Use the map of SSIM AE: the best PRO on brick surfaces (0.650) and the best pixel AUROC (0.700)" in text
 
 
+def _page(rows, csv, results):
+    """The page from ``rows`` and the tiny chapter results."""
+    read = lambda chapter: json.loads((results / f"{chapter}.json").read_text())
+    return guide.detector_page(rows, read(guide.DIGITS_CHAPTER), read(guide.SURFACES_CHAPTER),
+                               csv, results)
+
+
 def test_a_model_with_part_of_the_grid_is_marked_and_recommends_nothing(tiny_results, tmp_path):
     csv, results = tiny_results
     rows = guide.read_benchmark(csv) + [  # one MNIST run only, far above every full model
         _run("new_ae", "mnist", 0, 0, 0.99, 5.0, {"mse": 0.99})]
-    text = guide.detector_page(rows, json.loads((results / f"{guide.DIGITS_CHAPTER}.json").read_text()),
-                               json.loads((results / f"{guide.SURFACES_CHAPTER}.json").read_text()),
-                               csv, results)
+    text = _page(rows, csv, results)
     assert "| new_ae | `mse` | 99.00 (1 of 4 runs) |  | 5.0 |" in text
     assert "| small_ae | `mse` | 89.00 | 78.50 | 20.0 |" in text, "full models stay unmarked"
     assert "Use big_ae: the best image AUROC on both datasets" in text.replace(
@@ -104,9 +109,7 @@ def test_a_model_with_part_of_the_grid_is_marked_and_recommends_nothing(tiny_res
 def test_no_alocc_warning_when_the_score_detects(tiny_results, tmp_path):
     csv, results = tiny_results
     rows = [row for row in guide.read_benchmark(csv) if row["model"] != "alocc"]
-    text = guide.detector_page(rows, json.loads((results / f"{guide.DIGITS_CHAPTER}.json").read_text()),
-                               json.loads((results / f"{guide.SURFACES_CHAPTER}.json").read_text()),
-                               csv, results)
+    text = _page(rows, csv, results)
     assert "does not detect" not in text
 
 

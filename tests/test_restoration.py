@@ -315,7 +315,8 @@ def test_the_pair_averages_the_restorer_and_a_dense_ae_each_on_its_held_out_scal
     # the same seed and images give the same two networks as the detectors trained alone
     assert np.array_equal(scores["normalised restoration mse"], alone["normalised restoration mse"])
     assert np.array_equal(scores["dense mse"], dense_scores["mse"])
-    scale = (restorer.score(val)["normalised restoration mse"].mean(), dense.score(val)["mse"].mean())
+    scale = (restorer.score(val)["normalised restoration mse"].mean(),
+             dense.score(val)["mse"].mean())
     np.testing.assert_allclose(scores["restoration + dense"],
                                (alone["normalised restoration mse"] / scale[0]
                                 + dense_scores["mse"] / scale[1]) / 2, rtol=1e-5)
